@@ -1,0 +1,45 @@
+"""Default key names and geometry constants, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Key of hist_sd's per-table metadata in ``table.uns`` (scale, element names).
+UNS_KEY: Final = "hist_sd"
+
+# Keys inside ``table.uns["hist_sd"]``.
+MPP: Final = "mpp"  #: µm per pixel of the image element at scale 0
+SPOT_DIAMETER_UM: Final = "spot_diameter_um"
+SPOT_SPACING_UM: Final = "spot_spacing_um"
+IMAGE_KEY: Final = "image_key"
+SHAPES_KEY: Final = "shapes_key"
+TECHNOLOGY: Final = "technology"
+COORDINATE_SYSTEM: Final = "coordinate_system"
+
+# Default result keys (DESIGN.md "Conventions").
+FEATURES: Final = "X_hist"
+PRED: Final = "hist_pred"
+TUMOR_PRED: Final = "hist_tumor"
+TUMOR: Final = "tumor"
+TUMOR_SCORE: Final = "tumor_score"
+GRID_ROW: Final = "grid_row"
+GRID_COL: Final = "grid_col"
+GRID_UNS: Final = "grid"
+
+# Table conventions.
+TABLE_KEY: Final = "table"
+REGION_KEY: Final = "region"
+INSTANCE_KEY: Final = "spot_id"
+SPATIAL: Final = "spatial"
+COORDINATE_SYSTEM_DEFAULT: Final = "global"
+
+# Geometry of the technologies (µm).
+ST_SPOT_DIAMETER_UM: Final = 100.0
+ST_SPOT_SPACING_UM: Final = 200.0
+VISIUM_SPOT_DIAMETER_UM: Final = 55.0
+VISIUM_SPOT_SPACING_UM: Final = 100.0
+
+#: Environment variable naming a local mirror of the public datasets.
+DATA_DIR_ENV: Final = "HIST_SD_DATA_DIR"
+#: Environment variable naming the download cache.
+CACHE_DIR_ENV: Final = "HIST_SD_CACHE_DIR"

@@ -1,0 +1,3 @@
+"""hist_sd.datasets."""
+
+__all__: list[str] = []

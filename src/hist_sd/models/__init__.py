@@ -1,0 +1,3 @@
+"""hist_sd.models."""
+
+__all__: list[str] = []

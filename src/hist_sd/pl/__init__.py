@@ -1,0 +1,3 @@
+"""hist_sd.pl."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""hist_sd.pp."""
+
+__all__: list[str] = []

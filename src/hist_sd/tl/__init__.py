@@ -1,0 +1,3 @@
+"""hist_sd.tl."""
+
+__all__: list[str] = []
