@@ -27,6 +27,17 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Small models train far faster on one thread than on two oversubscribed ones."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never download: any attempt to open a URL fails."""

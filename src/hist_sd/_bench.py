@@ -1,0 +1,176 @@
+"""The main job and the her2st / mouse olfactory bulb benchmark (used by ``hist-sd`` and ``benchmarks/``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hist_sd import _constants as C
+
+logger = logging.getLogger("hist_sd")
+
+HER2ST_IMAGE_SECTIONS: tuple[str, ...] = ("B4", "C2", "C3", "C4", "C5", "C6")
+METHODS: tuple[str, ...] = ("hist", "hist_noattn", "hist_noconvmixer", "ridge", "mlp", "transformer", "gnn")
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0", cache: Path | None = None,
+                  progress: bool = False, key: str = C.FEATURES) -> dict[str, float]:
+    """Compute (or load cached) features for every section; returns seconds per section."""
+    from hist_sd import pp
+    from hist_sd._utils import get_table
+
+    seconds = {}
+    for name, sdata in sdatas.items():
+        table = get_table(sdata)
+        f = cache / f"{name}_{encoder}.npz" if cache else None
+        t0 = time.perf_counter()
+        if f is not None and f.exists():
+            z = np.load(f, allow_pickle=False)
+            if z["obs_names"].tolist() == table.obs_names.tolist():
+                table.obsm[key] = z["features"]
+                table.uns[key] = {"params": {"encoder": encoder}}
+                seconds[name] = float(z["seconds"])
+                continue
+        pp.features(sdata, encoder=encoder, key_added=key, progress=progress)
+        seconds[name] = time.perf_counter() - t0
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_name(f".{f.name}.tmp.npz")
+            np.savez(tmp, features=table.obsm[key], obs_names=np.asarray(table.obs_names, dtype=str), seconds=seconds[name])
+            os.replace(tmp, f)
+    return seconds
+
+
+def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_genes: int = 50,
+             epochs: int | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train HiST on the her2st image sections of the other patients, predict ``held_out``, write results.
+
+    Writes ``out/<held_out>.zarr`` (SpatialData with predictions in the table), ``out/hist_model.pt``,
+    ``out/scores.csv`` and ``out/figures/*.png``; returns a summary dict.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from hist_sd import datasets, io, pl, tl
+    from hist_sd._utils import get_table
+    from hist_sd.tl._cv import select_genes
+
+    out = Path(out)
+    zpath = out / f"{held_out}.zarr"
+    mpath = out / "hist_model.pt"
+    for p in (zpath, mpath):
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p} exists already; pass --overwrite to replace it.")
+    t_start = time.perf_counter()
+    patient = held_out[0]
+    train_names = [s for s in HER2ST_IMAGE_SECTIONS if s[0] != patient]
+    sdatas = datasets.her2st([*train_names, held_out], data_dir=data_dir)
+    logger.info("computing features for %d sections", len(sdatas))
+    with_features(sdatas, cache=out / "cache", progress=progress)
+    # genes: top spatially variable genes of the training patients' sections (image and count-only ones)
+    all_counts = datasets.her2st(None, data_dir=data_dir, images_only=False, labels=False, scale_factors=None)
+    pool = [get_table(s) for n, s in all_counts.items() if n[0] != patient]
+    genes = select_genes(pool, n_top=n_genes)
+    logger.info("selected %d genes on %d training-patient sections", len(genes), len(pool))
+    model = tl.train({n: sdatas[n] for n in train_names}, genes=genes, epochs=epochs, progress=progress)
+    model.save(mpath, overwrite=overwrite)
+    test = sdatas[held_out]
+    t0 = time.perf_counter()
+    tl.predict(test, model, table_added="hist_pred_table", overwrite=overwrite)
+    predict_s = time.perf_counter() - t0
+    scores = tl.evaluate(test, pred_key=C.PRED)
+    summary = tl.summarize_scores(scores)
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out / "scores.csv", index=False)
+    best = scores.dropna().sort_values("pearson", ascending=False)["gene"].head(4).tolist()
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    pl.predicted_vs_measured(test, best, pred_key=C.PRED, save=figs / f"{held_out}_best_genes.png", overwrite=True)
+    io.write_zarr(test, zpath, overwrite=overwrite)
+    result = {"held_out": held_out, "train_sections": train_names, "n_genes": len(genes), **summary,
+              "predict_seconds": predict_s, "total_seconds": time.perf_counter() - t_start,
+              "best_genes": best, "zarr": str(zpath), "model": str(mpath)}
+    return result
+
+
+def _sections_for(dataset: str, data_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    from hist_sd import datasets
+
+    if dataset == "her2st":
+        sdatas = datasets.her2st(list(HER2ST_IMAGE_SECTIONS), data_dir=data_dir)
+        counts = datasets.her2st(None, data_dir=data_dir, labels=False, scale_factors=None)
+        extra = {n: s for n, s in counts.items() if n not in sdatas}
+        return sdatas, extra
+    if dataset == "mob":
+        return datasets.mob(data_dir=data_dir), {}
+    raise ValueError(f"Unknown dataset {dataset!r}.")
+
+
+def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[str] = METHODS,
+                  n_genes: int = 50, protocols: Sequence[str] = ("lopo", "loso"), mob: bool = True,
+                  epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """Cross-validated comparison of HiST, its ablations and the baselines; writes ``out/benchmark.csv``."""
+    from hist_sd import tl
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[tuple[str, str, str]] = [("her2st", p, m) for p in protocols for m in methods]
+    if mob:
+        runs += [("mob", "loso", m) for m in methods]
+    cache: dict[str, tuple[dict, dict, dict]] = {}
+    rows, all_scores = [], []
+    t_all = time.perf_counter()
+    for dataset, protocol, method in runs:
+        if dataset not in cache:
+            sdatas, extra = _sections_for(dataset, data_dir)
+            feat_s = with_features(sdatas, cache=out / "cache", progress=progress)
+            cache[dataset] = (sdatas, extra, feat_s)
+        sdatas, extra, feat_s = cache[dataset]
+        groups = "patient" if protocol == "lopo" else "section"
+        t0 = time.perf_counter()
+        train_kwargs = {"epochs": epochs} if epochs is not None and not method == "ridge" else {}
+        scores, summary = tl.cross_validate(
+            sdatas, groups=groups, method=method, genes=n_genes, gene_sections=extra or None,
+            train_kwargs=train_kwargs, progress=progress,
+        )
+        scores.insert(0, "protocol", protocol)
+        scores.insert(0, "dataset", dataset)
+        all_scores.append(scores)
+        row = {"dataset": dataset, "protocol": protocol, **summary.iloc[0].to_dict(),
+               "features_seconds_per_section": float(np.mean(list(feat_s.values()))),
+               "cv_seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
+        rows.append(row)
+        logger.warning("%s %s %-16s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", dataset, protocol, method,
+                       row["mean_pearson"], row["median_pearson"], row["genes_r_gt_0.3"], row["cv_seconds"])
+    table = pd.DataFrame(rows)
+    table.attrs["total_seconds"] = time.perf_counter() - t_all
+    table.to_csv(out / "benchmark.csv", index=False)
+    pd.concat(all_scores, ignore_index=True).to_csv(out / "benchmark_scores.csv", index=False)
+    return table
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The benchmark table as Markdown."""
+    cols = ["dataset", "protocol", "method", "mean_pearson", "ci95_low", "ci95_high", "median_pearson",
+            "genes_r_gt_0.3", "train_seconds_per_fold", "predict_seconds_per_section", "peak_rss_mib"]
+    cols = [c for c in cols if c in table.columns]
+    t = table[cols].copy()
+    for c in cols[3:]:
+        t[c] = t[c].map(lambda v: f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}" if isinstance(v, float) else v)
+    head = "| " + " | ".join(cols) + " |"
+    sep = "| " + " | ".join("---" for _ in cols) + " |"
+    body = ["| " + " | ".join(str(v) for v in r) + " |" for r in t.itertuples(index=False)]
+    return "\n".join([head, sep, *body])

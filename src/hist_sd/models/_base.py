@@ -1,0 +1,77 @@
+"""Shared pieces of the torch models: argument checks and the ``hparams`` contract.
+
+Every model in :mod:`hist_sd.models` stores its constructor arguments in ``self.hparams`` (a JSON-serialisable
+``dict``) so that ``type(model)(**model.hparams)`` rebuilds an identical, untrained architecture and a checkpoint
+only needs the class name, ``hparams`` and the ``state_dict`` (see :func:`hist_sd.models.build`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["HParamsModule"]
+
+
+class HParamsModule(nn.Module):
+    """A :class:`torch.nn.Module` that remembers its (JSON-serialisable) constructor arguments."""
+
+    hparams: dict[str, Any]
+
+    def _set_hparams(self, **hparams: Any) -> None:
+        self.hparams = {k: _plain(k, v) for k, v in hparams.items()}
+
+    def extra_repr(self) -> str:  # shown by print(model)
+        return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items()) if hasattr(self, "hparams") else ""
+
+    def n_parameters(self, *, trainable_only: bool = True) -> int:
+        """Number of (trainable) parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _plain(name: str, value: Any) -> Any:
+    """Turn numpy/torch scalars into plain Python values; refuse what JSON cannot hold."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, list | tuple):
+        return [_plain(name, v) for v in value]
+    raise TypeError(f"`{name}` must be a JSON-serialisable scalar or list, got {type(value).__name__}.")
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Check that ``value`` is an integer ``>= minimum`` (not a bool) and return it as ``int``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"`{name}` must be an integer >= {minimum}{extra}, got {value!r}.")
+    return int(value)
+
+
+def check_prob(name: str, value: Any) -> float:
+    """Check a dropout probability in ``[0, 1)``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}.")
+    return float(value)
+
+
+def check_channels(name: str, x: torch.Tensor, ndim: int, channels: int, layout: str) -> None:
+    """Check a tensor's rank and its last/feature channel count."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor, got {type(x).__name__}.")
+    if x.ndim != ndim:
+        raise ValueError(
+            f"`{name}` must have shape {layout}, got a {x.ndim}-D tensor of shape {tuple(x.shape)}."
+        )
+    c = x.shape[1] if layout.startswith("(B, C,") else x.shape[-1]
+    if c != channels:
+        raise ValueError(
+            f"`{name}` has {c} feature channels, but the model was built with in_channels={channels}."
+        )

@@ -1,0 +1,188 @@
+"""Bridge from tables to model inputs: per-section features, targets and grid coordinates."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from hist_sd import _constants as C
+from hist_sd._utils import get_meta, match_genes, resolve
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+logger = logging.getLogger("hist_sd")
+
+#: Library size that expression targets are normalised to before log1p.
+TARGET_SUM = 1e4
+
+
+def counts_matrix(adata: AnnData) -> sparse.csr_matrix | np.ndarray | None:
+    """Raw counts of a table: ``layers["counts"]`` when present, else ``.X`` when it holds integers, else ``None``."""
+    if "counts" in adata.layers:
+        return adata.layers["counts"]
+    x = adata.X
+    if x is None or adata.n_vars == 0:
+        return None
+    sample = x.data[:10000] if sparse.issparse(x) else np.asarray(x).ravel()[:10000]
+    if sample.size and np.all(sample >= 0) and np.allclose(sample, np.round(sample)):
+        return x
+    return None
+
+
+def log_expression(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
+    """``log1p`` of library-size-normalised expression (to :data:`TARGET_SUM`) for ``genes``, ``(n_obs, n_genes)``.
+
+    The library size is computed over all genes of the table. A table without raw counts (no integer ``.X`` and no
+    ``layers["counts"]``) is taken as already log-normalised.
+    """
+    genes = match_genes(adata.var_names, genes)
+    idx = adata.var_names.get_indexer(genes)
+    counts = counts_matrix(adata)
+    if counts is None:
+        x = adata.X[:, idx]
+        return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
+    lib = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
+    lib[lib == 0] = 1.0
+    sub = counts[:, idx]
+    sub = sub.toarray() if sparse.issparse(sub) else np.asarray(sub)
+    return np.log1p(sub * (TARGET_SUM / lib)[:, None]).astype(np.float32)
+
+
+@dataclass
+class Section:
+    """One slide as model input: spot features, targets and grid coordinates (no AnnData inside models)."""
+
+    name: str
+    group: str
+    features: np.ndarray  # (n, d) float32
+    rows: np.ndarray  # (n,) int grid rows
+    cols: np.ndarray  # (n,) int grid cols
+    in_tissue: np.ndarray  # (n,) bool
+    grid_shape: tuple[int, int]
+    targets: np.ndarray | None = None  # (n, g) float32
+    obs_names: pd.Index = field(default_factory=lambda: pd.Index([]))
+    layout: str = "st"
+
+    @property
+    def n_obs(self) -> int:
+        """Number of spots."""
+        return len(self.features)
+
+    def grid(self, values: np.ndarray, shape: tuple[int, int] | None = None, *, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Lay ``values`` ``(n, c)`` onto a ``(c, H, W)`` array (zeros off-spot), optionally shifted by ``offset``."""
+        h, w = shape or self.grid_shape
+        out = np.zeros((values.shape[1], h, w), dtype=np.float32)
+        out[:, self.rows + offset[0], self.cols + offset[1]] = values.T
+        return out
+
+    def mask(self, shape: tuple[int, int] | None = None, *, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """``(H, W)`` bool mask of in-tissue spots."""
+        h, w = shape or self.grid_shape
+        m = np.zeros((h, w), dtype=bool)
+        m[self.rows[self.in_tissue] + offset[0], self.cols[self.in_tissue] + offset[1]] = True
+        return m
+
+    def ungrid(self, grid: np.ndarray, *, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+        """Inverse of :meth:`grid`: ``(c, H, W)`` -> ``(n, c)``."""
+        return np.ascontiguousarray(grid[:, self.rows + offset[0], self.cols + offset[1]].T)
+
+
+def _grid_coords(adata: AnnData, *, layout: str, pad_multiple: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int], str]:
+    """Grid rows/cols of a table, from its stored grid or computed on a light copy (the caller's table is untouched)."""
+    from hist_sd.pp._grid import grid as make_grid
+
+    light = AnnData(obs=adata.obs.copy(), uns={C.UNS_KEY: dict(adata.uns.get(C.UNS_KEY, {}))})
+    make_grid(light, layout=layout, pad_multiple=pad_multiple)
+    g = light.uns[C.GRID_UNS]
+    shape = (int(g["shape"][0]), int(g["shape"][1]))
+    return (
+        light.obs[C.GRID_ROW].to_numpy(int),
+        light.obs[C.GRID_COL].to_numpy(int),
+        shape,
+        str(g.get("layout", layout)),
+    )
+
+
+def prepare_section(
+    data: AnnData | SpatialData,
+    *,
+    features_key: str,
+    genes: Sequence[str] | None = None,
+    task: str = "expression",
+    truth_key: str = C.TUMOR,
+    group: str | None = None,
+    groups_key: str | None = "patient",
+    layout: str = "auto",
+    pad_multiple: int = 16,
+    table_key: str | None = None,
+    name: str | None = None,
+    with_targets: bool = True,
+) -> Section:
+    """Turn one slide into a :class:`Section` (features, grid coordinates and, when asked, training targets)."""
+    _, adata = resolve(data, table_key)
+    if features_key not in adata.obsm:
+        raise KeyError(
+            f"`features_key`={features_key!r} is not in the table's obsm ({sorted(adata.obsm)}); "
+            "run `hs.pp.features` first."
+        )
+    feats = np.asarray(adata.obsm[features_key], dtype=np.float32)
+    if not np.isfinite(feats).all():
+        raise ValueError(f"`obsm[{features_key!r}]` contains NaN or infinite values.")
+    rows, cols, shape, lay = _grid_coords(adata, layout=layout, pad_multiple=pad_multiple)
+    in_tissue = adata.obs["in_tissue"].to_numpy().astype(bool) if "in_tissue" in adata.obs else np.ones(adata.n_obs, bool)
+    if name is None:
+        name = str(adata.obs["section"].iloc[0]) if "section" in adata.obs and adata.n_obs else "section"
+    if group is None:
+        group = str(adata.obs[groups_key].iloc[0]) if groups_key and groups_key in adata.obs and adata.n_obs else name
+    targets = None
+    if with_targets:
+        if task == "expression":
+            if genes is None:
+                raise ValueError("`genes` must be given for task='expression'.")
+            targets = log_expression(adata, genes)
+        elif task == "tumor":
+            if truth_key not in adata.obs:
+                raise KeyError(
+                    f"`truth_key`={truth_key!r} is not an obs column; compute tumour labels with `hs.tl.tumor_labels`."
+                )
+            t = adata.obs[truth_key]
+            if t.isna().any():
+                raise ValueError(f"`obs[{truth_key!r}]` has missing values; tumour labels must be True/False.")
+            targets = t.to_numpy().astype(np.float32)[:, None]
+        else:
+            raise ValueError(f"`task` must be 'expression' or 'tumor', got {task!r}.")
+    return Section(
+        name=name,
+        group=group,
+        features=feats,
+        rows=rows,
+        cols=cols,
+        in_tissue=in_tissue,
+        grid_shape=shape,
+        targets=targets,
+        obs_names=adata.obs_names.copy(),
+        layout=lay,
+    )
+
+
+def check_feature_params(adata: AnnData, features_key: str) -> dict[str, Any]:
+    """The parameters ``hs.pp.features`` stored for ``features_key`` (empty when it was computed elsewhere)."""
+    entry = adata.uns.get(features_key, {})
+    params = entry.get("params", {}) if isinstance(entry, dict) else {}
+    return dict(params)
+
+
+def table_meta(adata: AnnData) -> dict[str, Any]:
+    """``uns["hist_sd"]`` or an empty dict."""
+    try:
+        return dict(get_meta(adata))
+    except KeyError:
+        return {}

@@ -1,0 +1,268 @@
+"""The fitted model object: network + everything needed to apply it to a new slide, with safe save/load."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from hist_sd.tl._data import Section
+
+logger = logging.getLogger("hist_sd")
+
+FORMAT = "hist_sd.model"
+FORMAT_VERSION = 1
+
+#: How each method consumes a slide.
+METHOD_KINDS: dict[str, str] = {
+    "hist": "grid",
+    "hist_noattn": "grid",
+    "hist_noconvmixer": "grid",
+    "ridge": "spot",
+    "mlp": "spot",
+    "transformer": "set",
+    "gnn": "graph",
+}
+
+
+@dataclass
+class HistModel:
+    """A trained hist_sd model (HiST or a baseline) and the settings needed to apply it.
+
+    Created by :func:`hist_sd.tl.train`; restored by :func:`hist_sd.tl.load_model`.
+
+    Attributes
+    ----------
+    net
+        The torch module (from :mod:`hist_sd.models`, or a linear map for ``method="ridge"``).
+    method
+        ``"hist"``, ``"hist_noattn"``, ``"hist_noconvmixer"``, ``"ridge"``, ``"mlp"``, ``"transformer"`` or ``"gnn"``.
+    task
+        ``"expression"`` (one output per gene) or ``"tumor"`` (one logit).
+    genes
+        Output gene names (``["tumor"]`` for the tumour task).
+    features_key, encoder, feature_dim
+        Which ``obsm`` features the model reads, the encoder that made them and their dimension.
+    feature_mean, feature_std, target_mean, target_std
+        Standardisation learned on the training spots.
+    grid
+        Grid settings (``pad_multiple``, ``layout``).
+    params
+        Training parameters; ``history`` the loss per epoch.
+    """
+
+    net: torch.nn.Module
+    method: str
+    task: str
+    genes: list[str]
+    features_key: str
+    encoder: str
+    feature_dim: int
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    target_mean: np.ndarray
+    target_std: np.ndarray
+    grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "auto"})
+    params: dict[str, Any] = field(default_factory=dict)
+    history: list[float] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        """How the model consumes a slide: ``"grid"``, ``"spot"``, ``"set"`` or ``"graph"``."""
+        return METHOD_KINDS[self.method]
+
+    def __repr__(self) -> str:
+        n = sum(p.numel() for p in self.net.parameters())
+        return (
+            f"HistModel(method={self.method!r}, task={self.task!r}, n_genes={len(self.genes)}, "
+            f"features_key={self.features_key!r}, encoder={self.encoder!r}, feature_dim={self.feature_dim}, "
+            f"n_params={n:,})"
+        )
+
+    # ------------------------------------------------------------------ application
+    def predict_section(self, section: Section, *, device: torch.device | None = None) -> np.ndarray:
+        """Predictions for one prepared section, ``(n_obs, n_outputs)`` in target units (logits for tumour)."""
+        import torch
+
+        from hist_sd.tl._train import forward_section
+
+        if section.features.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"The model was trained on {self.feature_dim}-d features ({self.encoder!r}, key "
+                f"{self.features_key!r}); this slide has {section.features.shape[1]}-d features."
+            )
+        device = device or torch.device("cpu")
+        self.net.to(device).eval()
+        x = (section.features - self.feature_mean) / self.feature_std
+        with torch.inference_mode():
+            out = forward_section(self, section, x.astype(np.float32), device=device)
+        return out * self.target_std + self.target_mean
+
+    def check_data(self, *, features_key: str, feature_dim: int, encoder: str | None) -> None:
+        """Refuse data the model was not trained for (feature key, dimension, encoder)."""
+        if feature_dim != self.feature_dim:
+            raise ValueError(
+                f"Checkpoint mismatch: the model expects {self.feature_dim}-d features from encoder "
+                f"{self.encoder!r}, but `obsm[{features_key!r}]` has {feature_dim} dimensions. Recompute features "
+                f"with `hs.pp.features(..., encoder={self.encoder!r})`."
+            )
+        if encoder and self.encoder and encoder != self.encoder:
+            raise ValueError(
+                f"Checkpoint mismatch: the model was trained on features from encoder {self.encoder!r}, "
+                f"but `obsm[{features_key!r}]` was computed with {encoder!r}."
+            )
+
+    def check_genes(self, genes: Sequence[str]) -> None:
+        """Refuse a gene list that is not the model's."""
+        genes = list(genes)
+        if genes != self.genes:
+            missing = [g for g in genes if g not in set(self.genes)]
+            extra = [g for g in self.genes if g not in set(genes)]
+            raise ValueError(
+                f"Checkpoint mismatch: the model predicts {len(self.genes)} genes, the data ask for {len(genes)}"
+                + (f"; not in the model: {missing[:10]}" if missing else "")
+                + (f"; only in the model: {extra[:10]}" if extra else "")
+                + ("; same genes in another order" if not missing and not extra else "")
+                + "."
+            )
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict[str, Any]:
+        """Everything :func:`load_model` needs, as tensors and plain Python values (loadable with ``weights_only``)."""
+        import torch
+
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model_class": type(self.net).__name__,
+            "hparams": dict(self.net.hparams),
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+            "method": self.method,
+            "task": self.task,
+            "genes": list(self.genes),
+            "features_key": self.features_key,
+            "encoder": self.encoder,
+            "feature_dim": int(self.feature_dim),
+            "feature_mean": torch.from_numpy(np.asarray(self.feature_mean, np.float32)),
+            "feature_std": torch.from_numpy(np.asarray(self.feature_std, np.float32)),
+            "target_mean": torch.from_numpy(np.asarray(self.target_mean, np.float32)),
+            "target_std": torch.from_numpy(np.asarray(self.target_std, np.float32)),
+            "grid": dict(self.grid),
+            "params": {k: v for k, v in self.params.items() if isinstance(v, str | int | float | bool | list | type(None))},
+            "history": [float(h) for h in self.history],
+        }
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Save the model to ``path`` (a ``.pt`` file), atomically; an existing file needs ``overwrite=True``.
+
+        Parameters
+        ----------
+        path
+            Destination file.
+        overwrite
+            Replace an existing file.
+        """
+        import torch
+
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"`path`: {str(path)!r} exists already; pass `overwrite=True` to replace it.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            torch.save(self.state(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        logger.info("saved model to %s", path)
+        return path
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> HistModel:
+        """Rebuild a model from :meth:`state`."""
+        from hist_sd import models
+
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError(
+                "This file is not a hist_sd model checkpoint (no 'format': 'hist_sd.model' entry). "
+                "Encoder weights go to `hs.pp.features(..., weights=...)`, not to `load_model`."
+            )
+        if int(state.get("format_version", 0)) > FORMAT_VERSION:
+            raise ValueError(
+                f"Checkpoint format version {state['format_version']} is newer than this hist_sd "
+                f"({FORMAT_VERSION}); upgrade hist_sd."
+            )
+        net = models.build(state["model_class"], state["hparams"])
+        try:
+            net.load_state_dict(state["state_dict"], strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"Checkpoint weights do not fit a {state['model_class']} with its stored settings: {err}") from err
+        net.eval()
+        return cls(
+            net=net,
+            method=state["method"],
+            task=state["task"],
+            genes=list(state["genes"]),
+            features_key=state["features_key"],
+            encoder=state["encoder"],
+            feature_dim=int(state["feature_dim"]),
+            feature_mean=state["feature_mean"].numpy(),
+            feature_std=state["feature_std"].numpy(),
+            target_mean=state["target_mean"].numpy(),
+            target_std=state["target_std"].numpy(),
+            grid=dict(state.get("grid", {})),
+            params=dict(state.get("params", {})),
+            history=list(state.get("history", [])),
+        )
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    genes: Sequence[str] | None = None,
+    feature_dim: int | None = None,
+) -> HistModel:
+    """Load a model saved with :meth:`HistModel.save`.
+
+    The file is read with ``torch.load(weights_only=True)``: no code in it is executed.
+
+    Parameters
+    ----------
+    path
+        The ``.pt`` file.
+    genes
+        When given, the genes the caller expects; a checkpoint for other genes is refused.
+    feature_dim
+        When given, the feature dimension of the caller's data; a checkpoint for another dimension is refused.
+
+    Returns
+    -------
+    The model, on the CPU, in eval mode.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"`path`: no model file at {str(path)!r}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(f"`path`: {str(path)!r} is not a loadable hist_sd checkpoint ({err}).") from err
+    model = HistModel.from_state(state)
+    if genes is not None:
+        model.check_genes(genes)
+    if feature_dim is not None:
+        model.check_data(features_key=model.features_key, feature_dim=int(feature_dim), encoder=None)
+    return model

@@ -1,0 +1,511 @@
+"""Training HiST and the baselines on prepared sections (``hs.tl.train``)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from hist_sd import _constants as C
+from hist_sd._utils import as_sections, get_device, progress, set_seed
+from hist_sd.tl._data import Section, check_feature_params, prepare_section, resolve
+from hist_sd.tl._model import METHOD_KINDS, HistModel
+
+if TYPE_CHECKING:
+    import torch
+    from anndata import AnnData
+    from spatialdata import SpatialData
+
+logger = logging.getLogger("hist_sd")
+
+#: Default number of epochs per method (an epoch is one pass over the training slides, or spots for ``"mlp"``).
+DEFAULT_EPOCHS: dict[str, int] = {
+    "hist": 300,
+    "hist_noattn": 300,
+    "hist_noconvmixer": 300,
+    "mlp": 60,
+    "transformer": 300,
+    "gnn": 300,
+    "ridge": 0,
+}
+#: Spots per mini-batch for the per-spot MLP.
+SPOT_BATCH = 256
+
+
+def train(
+    sdatas: AnnData | SpatialData | Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
+    *,
+    genes: Sequence[str] | None = None,
+    task: str = "expression",
+    method: str = "hist",
+    features_key: str = C.FEATURES,
+    truth_key: str = C.TUMOR,
+    epochs: int | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 5,
+    augment: bool = True,
+    preset: str = "small",
+    model_kwargs: Mapping[str, Any] | None = None,
+    pad_multiple: int = 16,
+    layout: str = "auto",
+    device: str = "auto",
+    seed: int = 0,
+    table_key: str | None = None,
+    progress: bool = True,
+) -> HistModel:
+    """Train HiST (or a baseline) to predict expression or tumour spots from spot features.
+
+    Parameters
+    ----------
+    sdatas
+        Training slides (SpatialData or AnnData), each with features in ``obsm[features_key]``
+        (:func:`hist_sd.pp.features`) and raw counts (``.X`` or ``layers["counts"]``) or tumour labels.
+    genes
+        Genes to predict (``task="expression"``); e.g. from :func:`hist_sd.pp.spatial_genes`.
+    task
+        ``"expression"`` (regression, masked MSE on standardised log-normalised expression) or ``"tumor"``
+        (segmentation, masked binary cross-entropy against ``obs[truth_key]``).
+    method
+        ``"hist"`` (attention U-Net with ConvMixer), its ablations ``"hist_noattn"`` / ``"hist_noconvmixer"``, or a
+        baseline: ``"ridge"`` (PCA + ridge, HEST-benchmark protocol), ``"mlp"`` (per-spot, ST-Net style),
+        ``"transformer"`` (HisToGene style), ``"gnn"`` (graph attention, Hist2ST/THItoGene style).
+    features_key
+        ``obsm`` key of the spot features.
+    truth_key
+        ``obs`` column with tumour labels for ``task="tumor"``.
+    epochs
+        Training epochs (default per method, :data:`DEFAULT_EPOCHS`).
+    lr, weight_decay
+        Adam settings; the learning rate follows cosine annealing over the epochs (the paper's recipe).
+    batch_size
+        Slides per step for grid, set and graph models.
+    augment
+        Random flips, 90° rotations (square grids) and shifts of the spot grid.
+    preset
+        Size of HiSTNet (``"small"`` for CPUs, ``"paper"`` for the published widths).
+    model_kwargs
+        Extra keyword arguments of the network (overriding the preset).
+    pad_multiple, layout
+        Grid settings (see :func:`hist_sd.pp.grid`).
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU) or a torch device.
+    seed
+        Makes training repeatable.
+    table_key
+        Table of each SpatialData.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    The trained :class:`~hist_sd.tl.HistModel`; ``model.save(path)`` writes it.
+    """
+    if method not in METHOD_KINDS:
+        raise ValueError(f"`method` must be one of {sorted(METHOD_KINDS)}, got {method!r}.")
+    if task == "expression" and not genes:
+        raise ValueError("`genes` must list the genes to predict for task='expression'.")
+    datas = as_sections(sdatas)
+    tables = [resolve(d, table_key)[1] for d in datas.values()]
+    encoder = _encoder_name(tables, features_key)
+    sections = [
+        prepare_section(
+            d,
+            features_key=features_key,
+            genes=genes,
+            task=task,
+            truth_key=truth_key,
+            layout=layout,
+            pad_multiple=pad_multiple,
+            table_key=table_key,
+            name=name,
+        )
+        for name, d in datas.items()
+    ]
+    return fit_sections(
+        sections,
+        genes=list(genes) if task == "expression" else [truth_key],
+        task=task,
+        method=method,
+        features_key=features_key,
+        encoder=encoder,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=batch_size,
+        augment=augment,
+        preset=preset,
+        model_kwargs=model_kwargs,
+        pad_multiple=pad_multiple,
+        layout=layout,
+        device=device,
+        seed=seed,
+        show_progress=progress,
+    )
+
+
+def _encoder_name(tables: Sequence[AnnData], features_key: str) -> str:
+    names = {str(check_feature_params(t, features_key).get("encoder", "")) for t in tables}
+    names.discard("")
+    if len(names) > 1:
+        raise ValueError(f"`obsm[{features_key!r}]` was computed with different encoders across slides: {sorted(names)}.")
+    return names.pop() if names else "unknown"
+
+
+def _standardise(sections: Sequence[Section], task: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x = np.concatenate([s.features[s.in_tissue] for s in sections]).astype(np.float64)
+    fm, fs = x.mean(0), x.std(0)
+    fs[fs < 1e-6] = 1.0
+    if task == "expression":
+        y = np.concatenate([s.targets[s.in_tissue] for s in sections]).astype(np.float64)
+        tm, ts = y.mean(0), y.std(0)
+        ts[ts < 1e-3] = 1.0
+    else:
+        tm, ts = np.zeros(1), np.ones(1)
+    return fm.astype(np.float32), fs.astype(np.float32), tm.astype(np.float32), ts.astype(np.float32)
+
+
+def build_net(method: str, in_channels: int, out_channels: int, *, preset: str, model_kwargs: Mapping[str, Any] | None) -> torch.nn.Module:
+    """The network of ``method`` (see :func:`train`)."""
+    from hist_sd import models
+
+    kw = dict(model_kwargs or {})
+    if method.startswith("hist"):
+        if method == "hist_noattn":
+            kw.setdefault("attention", False)
+        elif method == "hist_noconvmixer":
+            kw.setdefault("convmixer", False)
+        return models.HiSTNet.from_preset(preset, in_channels, out_channels, **kw)
+    if method == "mlp":
+        return models.SpotMLP(in_channels, out_channels, **kw)
+    if method == "transformer":
+        return models.SpotTransformer(in_channels, out_channels, **kw)
+    if method == "gnn":
+        return models.SpotGAT(in_channels, out_channels, **kw)
+    if method == "ridge":
+        return models.SpotLinear(in_channels, out_channels)
+    raise ValueError(f"`method` must be one of {sorted(METHOD_KINDS)}, got {method!r}.")
+
+
+def fit_sections(
+    sections: Sequence[Section],
+    *,
+    genes: list[str],
+    task: str,
+    method: str,
+    features_key: str,
+    encoder: str,
+    epochs: int | None = None,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    batch_size: int = 5,
+    augment: bool = True,
+    preset: str = "small",
+    model_kwargs: Mapping[str, Any] | None = None,
+    pad_multiple: int = 16,
+    layout: str = "auto",
+    device: str = "auto",
+    seed: int = 0,
+    show_progress: bool = True,
+) -> HistModel:
+    """Fit ``method`` on prepared sections (the engine behind :func:`train` and :func:`cross_validate`)."""
+    import torch
+
+    if not sections:
+        raise ValueError("No training sections.")
+    dims = {s.features.shape[1] for s in sections}
+    if len(dims) != 1:
+        raise ValueError(f"Training slides have features of different dimensions: {sorted(dims)}.")
+    if any(s.targets is None for s in sections):
+        raise ValueError("Every training section needs targets.")
+    if sum(int(s.in_tissue.sum()) for s in sections) < 2:
+        raise ValueError("Training needs at least two in-tissue spots.")
+    d = dims.pop()
+    n_out = sections[0].targets.shape[1]
+    epochs = DEFAULT_EPOCHS[method] if epochs is None else int(epochs)
+    if epochs < 0:
+        raise ValueError(f"`epochs` must be >= 0, got {epochs}.")
+    set_seed(seed)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    dev = get_device(device)
+    fm, fs, tm, ts = _standardise(sections, task)
+    std_sections = [_standardised(s, fm, fs, tm, ts, task) for s in sections]
+    net = build_net(method, d, n_out, preset=preset, model_kwargs=model_kwargs)
+    model = HistModel(
+        net=net,
+        method=method,
+        task=task,
+        genes=list(genes),
+        features_key=features_key,
+        encoder=encoder,
+        feature_dim=d,
+        feature_mean=fm,
+        feature_std=fs,
+        target_mean=tm,
+        target_std=ts,
+        grid={"pad_multiple": int(pad_multiple), "layout": layout},
+        params={
+            "epochs": epochs,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "batch_size": batch_size,
+            "augment": augment,
+            "preset": preset,
+            "seed": seed,
+            "train_sections": [s.name for s in sections],
+            "n_train_spots": int(sum(int(s.in_tissue.sum()) for s in sections)),
+        },
+    )
+    t0 = time.perf_counter()
+    if method == "ridge":
+        _fit_ridge(model, std_sections)
+    else:
+        _fit_torch(model, std_sections, epochs=epochs, lr=lr, weight_decay=weight_decay, batch_size=batch_size,
+                   augment=augment, rng=rng, device=dev, show_progress=show_progress)
+    model.params["train_seconds"] = round(time.perf_counter() - t0, 3)
+    model.net.to("cpu").eval()
+    logger.info("trained %s (%s) on %d sections in %.1f s", method, task, len(sections), model.params["train_seconds"])
+    return model
+
+
+def _standardised(s: Section, fm: np.ndarray, fs: np.ndarray, tm: np.ndarray, ts: np.ndarray, task: str) -> Section:
+    from dataclasses import replace
+
+    y = s.targets
+    if task == "expression":
+        y = (y - tm) / ts
+    return replace(s, features=((s.features - fm) / fs).astype(np.float32), targets=y.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------- ridge
+def _fit_ridge(model: HistModel, sections: Sequence[Section], n_components: int = 256) -> None:
+    """PCA (on training spots) + ridge with the penalty chosen by generalised cross-validation, as one linear map."""
+    import torch
+
+    x = np.concatenate([s.features[s.in_tissue] for s in sections]).astype(np.float64)
+    y = np.concatenate([s.targets[s.in_tissue] for s in sections]).astype(np.float64)
+    xm, ym = x.mean(0), y.mean(0)
+    xc, yc = x - xm, y - ym
+    _, _, vt = np.linalg.svd(xc, full_matrices=False)
+    k = min(n_components, vt.shape[0])
+    v = vt[:k].T  # (d, k)
+    z = xc @ v
+    u, s, wt = np.linalg.svd(z, full_matrices=False)
+    uty = u.T @ yc
+    n = len(x)
+    best = (np.inf, 1.0)
+    for alpha in np.logspace(-3, 6, 37):
+        f = s**2 / (s**2 + alpha)
+        resid = ((yc - u @ (f[:, None] * uty)) ** 2).sum()
+        gcv = resid / max(n - f.sum(), 1.0) ** 2
+        if gcv < best[0]:
+            best = (gcv, alpha)
+    alpha = best[1]
+    coef_z = wt.T @ ((s / (s**2 + alpha))[:, None] * uty)  # (k, g)
+    coef = v @ coef_z  # (d, g)
+    bias = ym - xm @ coef
+    with torch.no_grad():
+        model.net.linear.weight.copy_(torch.from_numpy(coef.T.astype(np.float32)))
+        model.net.linear.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+    model.params.update({"ridge_alpha": float(alpha), "pca_components": int(k)})
+
+
+# ---------------------------------------------------------------------------------------------- torch methods
+def _fit_torch(
+    model: HistModel,
+    sections: Sequence[Section],
+    *,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    augment: bool,
+    rng: np.random.Generator,
+    device: torch.device,
+    show_progress: bool,
+) -> None:
+    import torch
+
+    net = model.net.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs, 1))
+    step = {"grid": _grid_steps, "spot": _spot_steps, "set": _set_steps, "graph": _graph_steps}[model.kind]
+    ctx = _context(model, sections)
+    bar = progress(range(epochs), enabled=show_progress, desc=f"training {model.method}", leave=False)
+    for _ in bar:
+        net.train()
+        losses = []
+        for loss in step(model, sections, ctx, batch_size=batch_size, augment=augment, rng=rng, device=device):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        sched.step()
+        model.history.append(float(np.mean(losses)) if losses else float("nan"))
+        if show_progress and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{model.history[-1]:.4f}")
+
+
+def _loss(model: HistModel, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    from hist_sd import models
+
+    if model.task == "tumor":
+        return models.masked_bce_with_logits(pred, target, mask)
+    return models.masked_mse(pred, target, mask)
+
+
+def _ceil_to(n: int, m: int) -> int:
+    return int(math.ceil(n / m) * m)
+
+
+def _context(model: HistModel, sections: Sequence[Section]) -> dict[str, Any]:
+    """Per-kind precomputation (common padded grid size, graphs)."""
+    pad = int(model.grid.get("pad_multiple", 16))
+    extent = max(max(int(s.rows.max()) + 1, int(s.cols.max()) + 1) for s in sections)
+    ctx: dict[str, Any] = {"square": all(s.layout in ("st", "tiles") for s in sections)}
+    if model.kind == "grid":
+        ctx["size"] = _ceil_to(extent + 4, pad)
+    if model.kind == "graph":
+        ctx["edges"] = [section_graph(s) for s in sections]
+    return ctx
+
+
+def _augment_coords(
+    s: Section, size: int, *, augment: bool, square: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Randomly flipped / rotated / shifted grid coordinates of a section inside a ``size`` x ``size`` canvas."""
+    r, c = s.rows.copy(), s.cols.copy()
+    if augment:
+        if square and rng.random() < 0.5:
+            r, c = c, r  # transpose (with the flips below this gives all 8 symmetries of the square grid)
+        if rng.random() < 0.5:
+            r = r.max() - r
+        if rng.random() < 0.5:
+            c = c.max() - c
+    r = r - r.min()
+    c = c - c.min()
+    if augment:
+        r = r + rng.integers(0, max(size - int(r.max()), 1))
+        c = c + rng.integers(0, max(size - int(c.max()), 1))
+    if r.max() >= size or c.max() >= size:
+        raise ValueError("A training section does not fit the training grid; this is a bug.")
+    return r, c
+
+
+def _grid_steps(model, sections, ctx, *, batch_size, augment, rng, device):
+    import torch
+
+    size = ctx["size"]
+    order = rng.permutation(len(sections))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        b = len(idx)
+        d = sections[0].features.shape[1]
+        g = sections[0].targets.shape[1]
+        x = np.zeros((b, d, size, size), np.float32)
+        y = np.zeros((b, g, size, size), np.float32)
+        m = np.zeros((b, size, size), bool)
+        for j, i in enumerate(idx):
+            s = sections[i]
+            r, c = _augment_coords(s, size, augment=augment, square=ctx["square"], rng=rng)
+            x[j][:, r, c] = s.features.T
+            y[j][:, r, c] = s.targets.T
+            m[j][r[s.in_tissue], c[s.in_tissue]] = True
+        pred = model.net(torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last))
+        yield _loss(model, pred, torch.from_numpy(y).to(device), torch.from_numpy(m).to(device))
+
+
+def _spot_steps(model, sections, ctx, *, batch_size, augment, rng, device):
+    import torch
+
+    if "x" not in ctx:
+        ctx["x"] = torch.from_numpy(np.concatenate([s.features[s.in_tissue] for s in sections]))
+        ctx["y"] = torch.from_numpy(np.concatenate([s.targets[s.in_tissue] for s in sections]))
+    x, y = ctx["x"], ctx["y"]
+    order = torch.from_numpy(rng.permutation(len(x)))
+    for start in range(0, len(order), SPOT_BATCH):
+        idx = order[start : start + SPOT_BATCH]
+        if len(idx) < 2:
+            continue
+        xb, yb = x[idx].to(device), y[idx].to(device)
+        pred = model.net(xb)
+        mask = torch.ones(len(idx), dtype=torch.bool, device=device)
+        yield _loss(model, pred[:, :, None, None], yb[:, :, None, None], mask[:, None, None])
+
+
+def _set_steps(model, sections, ctx, *, batch_size, augment, rng, device):
+    import torch
+
+    max_grid = int(model.net.hparams.get("max_grid", 128))
+    order = rng.permutation(len(sections))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        n = max(sections[i].n_obs for i in idx)
+        d, g = sections[0].features.shape[1], sections[0].targets.shape[1]
+        x = np.zeros((len(idx), n, d), np.float32)
+        y = np.zeros((len(idx), n, g), np.float32)
+        pos = np.zeros((len(idx), n, 2), np.int64)
+        pad = np.ones((len(idx), n), bool)
+        m = np.zeros((len(idx), n), bool)
+        for j, i in enumerate(idx):
+            s = sections[i]
+            r, c = _augment_coords(s, max_grid, augment=augment, square=ctx["square"], rng=rng)
+            k = s.n_obs
+            x[j, :k], y[j, :k], pos[j, :k, 0], pos[j, :k, 1] = s.features, s.targets, r, c
+            pad[j, :k] = False
+            m[j, :k] = s.in_tissue
+        pred = model.net(torch.from_numpy(x).to(device), torch.from_numpy(pos).to(device), torch.from_numpy(pad).to(device))
+        yt = torch.from_numpy(y).to(device)
+        yield _loss(model, pred.permute(0, 2, 1)[..., None], yt.permute(0, 2, 1)[..., None], torch.from_numpy(m).to(device)[..., None])
+
+
+def _graph_steps(model, sections, ctx, *, batch_size, augment, rng, device):
+    import torch
+
+    order = rng.permutation(len(sections))
+    for i in order:
+        s = sections[i]
+        pred = model.net(torch.from_numpy(s.features).to(device), ctx["edges"][i].to(device))
+        m = torch.from_numpy(s.in_tissue).to(device)
+        yt = torch.from_numpy(s.targets).to(device)
+        yield _loss(model, pred.T[None, :, :, None], yt.T[None, :, :, None], m[None, :, None])
+
+
+def section_graph(section: Section) -> torch.Tensor:
+    """Neighbour graph of a section's spots: 8-neighbourhood on square grids, the 6 hexagonal neighbours on Visium."""
+    from hist_sd import models
+
+    if section.layout == "visium":
+        return models.spot_graph(section.rows, section.cols, radius=2.1, row_scale=float(np.sqrt(3)))
+    return models.spot_graph(section.rows, section.cols)
+
+
+def forward_section(model: HistModel, section: Section, x: np.ndarray, *, device: torch.device) -> np.ndarray:
+    """Network outputs for one section's standardised features ``x`` ``(n, d)``, as ``(n, n_outputs)``."""
+    import torch
+
+    net = model.net
+    kind = model.kind
+    if kind == "grid":
+        pad = int(model.grid.get("pad_multiple", 16))
+        h = _ceil_to(int(section.rows.max()) + 1, pad)
+        w = _ceil_to(int(section.cols.max()) + 1, pad)
+        grid = section.grid(x, (h, w))
+        out = net(torch.from_numpy(grid[None]).to(device).contiguous(memory_format=torch.channels_last))
+        return section.ungrid(out[0].float().cpu().numpy())
+    xt = torch.from_numpy(x).to(device)
+    if kind == "spot":
+        return torch.cat([net(xt[i : i + 4096]) for i in range(0, len(xt), 4096)]).float().cpu().numpy()
+    if kind == "set":
+        r = section.rows - section.rows.min()
+        c = section.cols - section.cols.min()
+        pos = torch.from_numpy(np.stack([r, c], 1).astype(np.int64))[None].to(device)
+        return net(xt[None], pos, None)[0].float().cpu().numpy()
+    if kind == "graph":
+        return net(xt, section_graph(section).to(device)).float().cpu().numpy()
+    raise ValueError(f"Unknown model kind {kind!r}.")
