@@ -57,5 +57,11 @@ def sections() -> dict[str, AnnData]:
 
 
 @pytest.fixture
+def section_maker():
+    """The synthetic slide factory, for tests that need extra slides."""
+    return make_section
+
+
+@pytest.fixture
 def genes() -> list[str]:
     return list(GENES)
