@@ -1,3 +1,7 @@
-"""hist_sd.datasets."""
+"""hist_sd.datasets: public data sets, downloaded (sha256-checked, cached) or read from a local mirror."""
 
-__all__: list[str] = []
+from hist_sd.datasets._genes import add_gene_positions, gene_positions
+from hist_sd.datasets._her2st import her2st
+from hist_sd.datasets._mob import mob
+
+__all__: list[str] = ["add_gene_positions", "gene_positions", "her2st", "mob"]

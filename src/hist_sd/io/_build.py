@@ -25,6 +25,10 @@ ImageLike = str | os.PathLike[str] | np.ndarray
 
 DEFAULT_SCALE_FACTORS: tuple[int, ...] = (2, 2, 2)
 
+#: Key of ``sdata.attrs[UNS_KEY]`` mapping image element names to µm per pixel (survives zarr round trips,
+#: unlike the attrs of the image element itself).
+IMAGE_MPP = "image_mpp"
+
 
 def load_rgb(image: ImageLike, *, what: str = "image") -> np.ndarray:
     """Read an H&E image into a ``(y, x, 3)`` uint8 array.
@@ -132,7 +136,7 @@ def build_sdata(
         ``spot_diameter_um``).
     """
     from spatialdata import SpatialData
-    from spatialdata.models import Image2DModel, ShapesModel, TableModel
+    from spatialdata.models import ShapesModel, TableModel
     from spatialdata.transformations import Identity
 
     image_key = image_key or f"{name}_full_image"
@@ -146,25 +150,7 @@ def build_sdata(
 
     images: dict[str, Any] = dict(extra_images or {})
     if image is not None:
-        sf = list(scale_factors) if scale_factors else None
-        if sf:  # drop levels that would be smaller than a few pixels
-            keep, size = [], min(image.shape[:2])
-            for f in sf:
-                size //= f
-                if size < 64:
-                    break
-                keep.append(f)
-            sf = keep or None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            images[image_key] = Image2DModel.parse(
-                np.moveaxis(image, -1, 0),
-                dims=("c", "y", "x"),
-                c_coords=["r", "g", "b"],
-                scale_factors=sf,
-                chunks=(3, 2048, 2048) if sf else None,
-                transformations={coordinate_system: Identity()},
-            )
+        images[image_key] = image_model(image, coordinate_system=coordinate_system, scale_factors=scale_factors)
 
     radius_px = spot_diameter_um / mpp / 2.0
     index = pd.RangeIndex(n)
@@ -208,7 +194,42 @@ def build_sdata(
     meta.update(extra_meta or {})
     adata.uns[C.UNS_KEY] = meta
     table = TableModel.parse(adata, region=shapes_key, region_key=C.REGION_KEY, instance_key=C.INSTANCE_KEY)
-    return SpatialData(images=images, shapes={shapes_key: shapes}, tables={C.TABLE_KEY: table})
+    attrs = {C.UNS_KEY: {IMAGE_MPP: {image_key: float(mpp)}}} if image is not None else {}
+    return SpatialData(images=images, shapes={shapes_key: shapes}, tables={C.TABLE_KEY: table}, attrs=attrs)
+
+
+def image_model(
+    image: np.ndarray,
+    *,
+    coordinate_system: str = C.COORDINATE_SYSTEM_DEFAULT,
+    scale_factors: Sequence[int] | None = DEFAULT_SCALE_FACTORS,
+) -> Any:
+    """A ``(y, x, 3)`` uint8 array as a spatialdata image element ``(c, y, x)`` (multiscale with ``scale_factors``).
+
+    Pyramid levels that would be smaller than 64 px are dropped.
+    """
+    from spatialdata.models import Image2DModel
+    from spatialdata.transformations import Identity
+
+    sf = list(scale_factors) if scale_factors else None
+    if sf:  # drop levels that would be smaller than a few pixels
+        keep, size = [], min(image.shape[:2])
+        for f in sf:
+            size //= f
+            if size < 64:
+                break
+            keep.append(f)
+        sf = keep or None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Image2DModel.parse(
+            np.moveaxis(image, -1, 0),
+            dims=("c", "y", "x"),
+            c_coords=["r", "g", "b"],
+            scale_factors=sf,
+            chunks=(3, 2048, 2048) if sf else None,
+            transformations={coordinate_system: Identity()},
+        )
 
 
 def estimate_mpp(array_xy: np.ndarray, pixel_xy: np.ndarray, spacing_um: float) -> float:

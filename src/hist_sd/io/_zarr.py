@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,9 @@ def write_zarr(sdata: SpatialData, path: str | os.PathLike[str], *, overwrite: b
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        sdata.write(tmp)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*autosharding.*", category=UserWarning)
+            sdata.write(tmp, update_sdata_path=False)  # `tmp` disappears below: never let sdata point there
         if path.exists():
             old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(path, old)
@@ -51,6 +54,7 @@ def write_zarr(sdata: SpatialData, path: str | os.PathLike[str], *, overwrite: b
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    sdata.path = path
     logger.info("wrote %s", path)
     return path
 

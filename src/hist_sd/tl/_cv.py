@@ -44,10 +44,18 @@ def select_genes(
     tables: Sequence[AnnData], *, n_top: int, spatial_genes_kwargs: Mapping[str, Any] | None = None,
     progress_bar: bool = False,
 ) -> list[str]:
-    """Top ``n_top`` spatially variable genes of ``tables`` by HiST's rule (on copies: the tables are untouched)."""
+    """Top ``n_top`` spatially variable genes of ``tables`` by median Moran's I (on copies: the tables are untouched).
+
+    By default every gene with a positive Moran's I in every table is a candidate (``min_moran=0``,
+    ``max_pval=1``) and the ``n_top`` with the highest median I are kept: HiST's fixed threshold (median I > 0.4,
+    significant in every section) was set on Visium sections and selects no gene on two dozen small legacy-ST
+    sections, where a 15-neighbour graph spans two rings of spots. Pass ``spatial_genes_kwargs`` to apply
+    HiST's thresholds.
+    """
     from hist_sd.pp import spatial_genes
 
-    kw = {"n_top": n_top, "progress": progress_bar, **dict(spatial_genes_kwargs or {})}
+    kw = {"n_top": n_top, "progress": progress_bar, "min_moran": 0.0, "max_pval": 1.0,
+          **dict(spatial_genes_kwargs or {})}
     light = {str(i): AnnData(X=t.X, obs=t.obs.copy(), var=pd.DataFrame(index=t.var_names.copy()),
                             obsm={C.SPATIAL: np.asarray(t.obsm[C.SPATIAL])},
                             layers={k: t.layers[k] for k in ("counts",) if k in t.layers},

@@ -95,6 +95,15 @@ class Section:
         return np.ascontiguousarray(grid[:, self.rows + offset[0], self.cols + offset[1]].T)
 
 
+def slide_normalise(section: Section) -> np.ndarray:
+    """Features standardised with the slide's own in-tissue mean and standard deviation (no labels involved)."""
+    ref = section.features[section.in_tissue] if section.in_tissue.sum() > 1 else section.features
+    mean = ref.mean(0)
+    std = ref.std(0)
+    std[std < 1e-6] = 1.0
+    return ((section.features - mean) / std).astype(np.float32)
+
+
 def _grid_coords(adata: AnnData, *, layout: str, pad_multiple: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int], str]:
     """Grid rows/cols of a table, from its stored grid or computed on a light copy (the caller's table is untouched)."""
     from hist_sd.pp._grid import grid as make_grid

@@ -56,6 +56,9 @@ class HistModel:
         Standardisation learned on the training spots.
     grid
         Grid settings (``pad_multiple``, ``layout``).
+    feature_norm
+        ``"slide"``: features are first standardised within each slide (removes stain and scanner shifts
+        between slides); ``"global"``: only the training-set standardisation.
     params
         Training parameters; ``history`` the loss per epoch.
     """
@@ -72,6 +75,7 @@ class HistModel:
     target_mean: np.ndarray
     target_std: np.ndarray
     grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "auto"})
+    feature_norm: str = "global"
     params: dict[str, Any] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)
 
@@ -102,7 +106,10 @@ class HistModel:
             )
         device = device or torch.device("cpu")
         self.net.to(device).eval()
-        x = (section.features - self.feature_mean) / self.feature_std
+        from hist_sd.tl._data import slide_normalise
+
+        feats = slide_normalise(section) if self.feature_norm == "slide" else section.features
+        x = (feats - self.feature_mean) / self.feature_std
         with torch.inference_mode():
             out = forward_section(self, section, x.astype(np.float32), device=device)
         return out * self.target_std + self.target_mean
@@ -157,6 +164,7 @@ class HistModel:
             "target_mean": torch.from_numpy(np.asarray(self.target_mean, np.float32)),
             "target_std": torch.from_numpy(np.asarray(self.target_std, np.float32)),
             "grid": dict(self.grid),
+            "feature_norm": self.feature_norm,
             "params": {k: v for k, v in self.params.items() if isinstance(v, str | int | float | bool | list | type(None))},
             "history": [float(h) for h in self.history],
         }
@@ -221,6 +229,7 @@ class HistModel:
             target_mean=state["target_mean"].numpy(),
             target_std=state["target_std"].numpy(),
             grid=dict(state.get("grid", {})),
+            feature_norm=str(state.get("feature_norm", "global")),
             params=dict(state.get("params", {})),
             history=list(state.get("history", [])),
         )

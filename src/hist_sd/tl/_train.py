@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,6 +52,7 @@ def train(
     augment: bool = True,
     preset: str = "small",
     model_kwargs: Mapping[str, Any] | None = None,
+    feature_norm: str = "slide",
     pad_multiple: int = 16,
     layout: str = "auto",
     device: str = "auto",
@@ -90,6 +92,10 @@ def train(
         Size of HiSTNet (``"small"`` for CPUs, ``"paper"`` for the published widths).
     model_kwargs
         Extra keyword arguments of the network (overriding the preset).
+    feature_norm
+        ``"slide"`` standardises features within each slide before anything else (training and prediction
+        alike), which removes stain and scanner shifts between slides and patients; ``"global"`` uses only the
+        training-set standardisation.
     pad_multiple, layout
         Grid settings (see :func:`hist_sd.pp.grid`).
     device
@@ -140,6 +146,7 @@ def train(
         augment=augment,
         preset=preset,
         model_kwargs=model_kwargs,
+        feature_norm=feature_norm,
         pad_multiple=pad_multiple,
         layout=layout,
         device=device,
@@ -206,6 +213,7 @@ def fit_sections(
     augment: bool = True,
     preset: str = "small",
     model_kwargs: Mapping[str, Any] | None = None,
+    feature_norm: str = "slide",
     pad_multiple: int = 16,
     layout: str = "auto",
     device: str = "auto",
@@ -224,6 +232,12 @@ def fit_sections(
         raise ValueError("Every training section needs targets.")
     if sum(int(s.in_tissue.sum()) for s in sections) < 2:
         raise ValueError("Training needs at least two in-tissue spots.")
+    if feature_norm not in ("slide", "global"):
+        raise ValueError(f"`feature_norm` must be 'slide' or 'global', got {feature_norm!r}.")
+    if feature_norm == "slide":
+        from hist_sd.tl._data import slide_normalise
+
+        sections = [replace(s, features=slide_normalise(s)) for s in sections]
     d = dims.pop()
     n_out = sections[0].targets.shape[1]
     epochs = DEFAULT_EPOCHS[method] if epochs is None else int(epochs)
@@ -249,6 +263,7 @@ def fit_sections(
         target_mean=tm,
         target_std=ts,
         grid={"pad_multiple": int(pad_multiple), "layout": layout},
+        feature_norm=feature_norm,
         params={
             "epochs": epochs,
             "lr": lr,
@@ -274,8 +289,6 @@ def fit_sections(
 
 
 def _standardised(s: Section, fm: np.ndarray, fs: np.ndarray, tm: np.ndarray, ts: np.ndarray, task: str) -> Section:
-    from dataclasses import replace
-
     y = s.targets
     if task == "expression":
         y = (y - tm) / ts

@@ -1,0 +1,277 @@
+"""Spatially variable genes shared by many sections (HiST's Moran's I rule)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from hist_sd import _constants as C
+from hist_sd._utils import as_sections, check_key_free, get_table, log_written, match_genes, store_params
+from hist_sd._utils import progress as _progress
+from hist_sd.pp._grid import in_tissue_mask
+from hist_sd.pp._normalize import is_counts
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+logger = logging.getLogger("hist_sd")
+
+
+def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    pats = [patterns] if isinstance(patterns, str) else list(patterns)
+    if not pats:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in pats), flags=re.IGNORECASE)
+    except re.error as err:
+        raise ValueError(f"`exclude` has an invalid regular expression: {err}.") from err
+
+
+def _source(adata: AnnData, layer: str | None) -> Any:
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("The table has no `.X`; pass `layer=`.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(f"`layer`={layer!r} is not a layer of the table; it has {list(adata.layers)}.")
+    return adata.layers[layer]
+
+
+def _min_spots(min_cells: float, n: int) -> float:
+    return min_cells * n if min_cells < 1 else float(min_cells)
+
+
+def _log_norm(mat: Any, cols: np.ndarray, target_sum: float = 1e4) -> sparse.csr_matrix:
+    """``log1p`` of library-size-normalised counts for columns ``cols`` (totals over every gene)."""
+    x = sparse.csr_matrix(mat, dtype=np.float64)
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    totals[totals == 0] = 1.0
+    sub = sparse.csr_matrix(x[:, cols])
+    sub = sparse.csr_matrix(sparse.diags(target_sum / totals) @ sub)
+    sub.data = np.log1p(sub.data)
+    return sub.astype(np.float32)
+
+
+def _moran(coords: np.ndarray, expr: Any, genes: Sequence[str], n_neighs: int) -> pd.DataFrame:
+    """Moran's I with analytic p-values (squidpy) on a kNN graph of ``coords``."""
+    import squidpy as sq
+
+    tmp = AnnData(X=expr, obsm={C.SPATIAL: np.asarray(coords, dtype=np.float64)})
+    tmp.var_names = pd.Index(genes)
+    sd_logger = logging.getLogger("spatialdata._logging")  # squidpy logs one INFO line per graph through it
+    level = sd_logger.level
+    sd_logger.setLevel(max(level, logging.WARNING))
+    try:
+        res = _moran_quiet(sq, tmp, n_neighs)
+    finally:
+        sd_logger.setLevel(level)
+    return res.reindex(pd.Index(genes))
+
+
+def _moran_quiet(sq: Any, tmp: AnnData, n_neighs: int) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sq.gr.spatial_neighbors(tmp, coord_type="generic", n_neighs=n_neighs, spatial_key=C.SPATIAL)
+        return sq.gr.spatial_autocorr(
+            tmp, mode="moran", n_perms=None, copy=True, show_progress_bar=False, corr_method="fdr_bh"
+        )
+
+
+def spatial_genes(
+    datas: AnnData | SpatialData | Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
+    *,
+    min_moran: float = 0.4,
+    max_pval: float = 0.01,
+    fdr: bool = False,
+    n_neighs: int = 15,
+    exclude: Sequence[str] = ("^MT-", "^RP[SL]"),
+    always: Sequence[str] = (),
+    n_top: int | None = None,
+    min_cells: float = 0.1,
+    min_sections: float = 1.0,
+    layer: str | None = None,
+    table_key: str | None = None,
+    key_added: str = "spatial_genes",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Select genes with a spatial pattern in every section (HiST's rule on Moran's I).
+
+    For each section, Moran's I of every candidate gene is computed on a ``n_neighs``-nearest-neighbour graph of
+    the in-tissue spots (``obsm["spatial"]``) with analytic p-values under the normality assumption (squidpy,
+    no permutations). Candidates are the genes present in every section and detected in at least ``min_cells``
+    spots of each. A gene is selected when it is significant (``p <= max_pval`` and ``I > 0``) in every section
+    (or in ``min_sections`` of them) and its median I over the sections exceeds ``min_moran``, unless it
+    matches ``exclude``; ``always`` genes are added regardless.
+
+    Parameters
+    ----------
+    datas
+        One section, or a list or dict of sections (AnnData or SpatialData).
+    min_moran
+        Threshold on the median Moran's I over sections (HiST: 0.4).
+    max_pval
+        Significance level each section must reach.
+    fdr
+        Use Benjamini-Hochberg adjusted p-values (per section) instead of raw p-values (HiST uses raw ones).
+    n_neighs
+        Neighbours of the spatial kNN graph (HiST: 15).
+    exclude
+        Regular expressions (case-insensitive) of genes never selected by the rule (mitochondrial and
+        ribosomal protein genes by default).
+    always
+        Genes selected whatever their score (e.g. lineage markers); each must be present in every section.
+    n_top
+        Keep at most this many genes selected by the rule (best median I first); ``always`` genes come on top.
+    min_cells
+        Minimum fraction (``< 1``) or number (``>= 1``) of spots detecting a gene, in every section.
+    min_sections
+        Fraction (``<= 1``) or number (``> 1``) of sections in which a gene must be significant; HiST's rule
+        (``1.0``) asks for all of them, which few genes meet over many noisy legacy ST sections.
+    layer
+        Expression layer (default ``.X``). Raw counts are log-normalised on the fly
+        (``log1p(x / total * 1e4)``); the data themselves are never changed.
+    table_key
+        Table of SpatialData sections.
+    key_added
+        ``var[key_added]`` (bool) marks the selected genes on every table; ``var["moran_I"]`` and
+        ``var["moran_pval"]`` hold each section's statistics (NaN for genes not tested);
+        ``uns[key_added]`` keeps the parameters and the gene list.
+    overwrite
+        Replace those keys when they exist.
+    progress
+        Show a progress bar over sections.
+
+    Returns
+    -------
+    DataFrame indexed by candidate gene, sorted by decreasing ``median_moran``, with columns
+    ``median_moran``, ``min_moran``, ``n_sections`` (sections where the gene is significant),
+    ``moran_I_<section>`` for each section and ``selected``.
+    """
+    sections = as_sections(datas)
+    if not 0 < max_pval <= 1:
+        raise ValueError(f"`max_pval` must be in (0, 1], got {max_pval!r}.")
+    if not isinstance(n_neighs, int | np.integer) or n_neighs < 1:
+        raise ValueError(f"`n_neighs` must be a positive integer, got {n_neighs!r}.")
+    if n_top is not None and (not isinstance(n_top, int | np.integer) or n_top < 1):
+        raise ValueError(f"`n_top` must be a positive integer or None, got {n_top!r}.")
+    if min_cells < 0:
+        raise ValueError(f"`min_cells` must be a fraction in [0, 1) or a number of spots >= 1, got {min_cells!r}.")
+    if min_sections <= 0:
+        raise ValueError(f"`min_sections` must be a fraction in (0, 1] or a number of sections, got {min_sections!r}.")
+    always = [always] if isinstance(always, str) else list(always)
+    excl = _compile(exclude)
+
+    tables = {name: get_table(d, table_key) for name, d in sections.items()}
+    for name, t in tables.items():
+        if C.SPATIAL not in t.obsm:
+            raise KeyError(f"Section {name!r} has no `obsm[{C.SPATIAL!r}]` spot coordinates.")
+        if not t.var_names.is_unique:
+            raise ValueError(f"Section {name!r} has duplicated gene names; run `var_names_make_unique()` first.")
+        for key in ("moran_I", "moran_pval", key_added):
+            check_key_free(t.var, key, "var", overwrite=overwrite)
+        check_key_free(t.uns, key_added, "uns", overwrite=overwrite)
+
+    # genes present in every section, in the first section's order
+    names = list(tables)
+    common = pd.Index(tables[names[0]].var_names)
+    for name in names[1:]:
+        common = common[common.isin(tables[name].var_names)]
+    if common.has_duplicates:
+        common = common.drop_duplicates()
+    if len(common) == 0:
+        raise ValueError("The sections have no gene in common.")
+    match_genes(common, always, what="always")
+
+    # prefilter: detected in enough spots of every section
+    keep = np.ones(len(common), dtype=bool)
+    cols: dict[str, np.ndarray] = {}
+    spots: dict[str, np.ndarray] = {}
+    for name, t in tables.items():
+        spots[name] = in_tissue_mask(t)
+        cols[name] = t.var_names.get_indexer(common)
+        mat = _source(t, layer)
+        sub = mat[spots[name]][:, cols[name]]
+        detected = np.asarray((sub > 0).sum(axis=0)).ravel()
+        keep &= detected >= _min_spots(min_cells, int(spots[name].sum()))
+    keep |= common.isin(always)
+    cand = common[keep]
+    if len(cand) == 0:
+        raise ValueError(f"No gene is detected in `min_cells`={min_cells} spots of every section.")
+    logger.info("Moran's I of %d genes in %d sections", len(cand), len(tables))
+
+    moran_i = pd.DataFrame(index=cand, columns=names, dtype=float)
+    pvals = pd.DataFrame(index=cand, columns=names, dtype=float)
+    pcol = "pval_norm_fdr_bh" if fdr else "pval_norm"
+    for name in _progress(names, enabled=progress, desc="Moran's I"):
+        t = tables[name]
+        mask = spots[name]
+        if mask.sum() <= n_neighs:
+            raise ValueError(f"Section {name!r} has {int(mask.sum())} spots; Moran's I needs more than `n_neighs`.")
+        mat = _source(t, layer)[mask]
+        gcols = t.var_names.get_indexer(cand)
+        if is_counts(mat):
+            expr = _log_norm(mat, gcols)
+        else:
+            expr = sparse.csr_matrix(mat[:, gcols], dtype=np.float32)
+        res = _moran(np.asarray(t.obsm[C.SPATIAL])[mask], expr, list(cand), int(n_neighs))
+        moran_i[name] = res["I"].to_numpy(dtype=float)
+        pvals[name] = res[pcol].to_numpy(dtype=float)
+
+    sig = (pvals <= max_pval) & (moran_i > 0)
+    df = pd.DataFrame(
+        {
+            "median_moran": moran_i.median(axis=1, skipna=False),
+            "min_moran": moran_i.min(axis=1, skipna=False),
+            "n_sections": sig.sum(axis=1).astype(int),
+        },
+        index=cand,
+    )
+    for name in names:
+        df[f"moran_I_{name}"] = moran_i[name]
+    need = math.ceil(min_sections * len(names) - 1e-9) if min_sections <= 1 else math.ceil(min_sections)
+    passing = (df["n_sections"] >= min(max(need, 1), len(names))) & (df["median_moran"] > min_moran)
+    if excl is not None:
+        passing &= ~pd.Series([bool(excl.search(g)) for g in cand], index=cand)
+    df = df.sort_values("median_moran", ascending=False, na_position="last", kind="stable")
+    passing = passing.reindex(df.index)
+    chosen = df.index[passing.to_numpy()]
+    if n_top is not None:
+        chosen = chosen[:n_top]
+    df["selected"] = df.index.isin(chosen) | df.index.isin(always)
+    df.index.name = "gene"
+    genes = list(df.index[df["selected"].to_numpy()])
+
+    params = {
+        "min_moran": float(min_moran),
+        "max_pval": float(max_pval),
+        "fdr": bool(fdr),
+        "n_neighs": int(n_neighs),
+        "exclude": list(exclude) if not isinstance(exclude, str) else [exclude],
+        "always": always,
+        "n_top": n_top,
+        "min_cells": float(min_cells),
+        "min_sections": float(min_sections),
+        "layer": layer,
+        "sections": names,
+    }
+    for name, t in tables.items():
+        t.var["moran_I"] = moran_i[name].reindex(t.var_names).to_numpy(dtype=float)
+        t.var["moran_pval"] = pvals[name].reindex(t.var_names).to_numpy(dtype=float)
+        t.var[key_added] = t.var_names.isin(genes)
+        if key_added in t.uns and overwrite:
+            del t.uns[key_added]
+        store_params(t, key_added, params, genes=genes)
+    log_written("var", "moran_I", "moran_pval", key_added)
+    log_written("uns", key_added)
+    logger.info("%d spatially variable genes selected from %d candidates", len(genes), len(cand))
+    return df

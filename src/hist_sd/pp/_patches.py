@@ -1,0 +1,248 @@
+"""Streaming patch extraction: square crops around spot centres, padded with white at the border, resized.
+
+Patches are produced batch by batch (never all at once) by worker threads, so that reading, cropping,
+resizing and stain normalisation overlap with the encoder's forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("hist_sd")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: Pixel value used to pad patches that reach over the image border (white glass).
+FILL = 255
+#: A pixel counts as tissue when every channel is at most this value (optical density >= 0.15 at Io = 240).
+TISSUE_MAX = 206
+#: Patches with a smaller tissue fraction are left as they are by stain normalisation.
+MIN_TISSUE_FRACTION = 0.05
+
+STAIN_METHODS = ("macenko", "reinhard")
+
+
+def patch_windows(xy: np.ndarray, patch_px: int) -> np.ndarray:
+    """``(n, 2)`` ``(x, y)`` centres -> ``(n, 2)`` integer ``(x0, y0)`` top-left corners of ``patch_px`` windows."""
+    return np.floor(np.asarray(xy, dtype=np.float64)[:, :2] - patch_px / 2.0 + 0.5).astype(np.int64)
+
+
+def raster_order(xy: np.ndarray, patch_px: int) -> np.ndarray:
+    """Order spots row by row (bands of one patch height, then x), so a batch touches a compact image region."""
+    xy = np.asarray(xy, dtype=np.float64)
+    band = np.floor(xy[:, 1] / max(patch_px, 1))
+    return np.lexsort((xy[:, 0], band))
+
+
+class PatchReader:
+    """Crop ``patch_px``-wide squares of a ``(c, y, x)`` image (numpy, dask or xarray) and resize them.
+
+    Parameters
+    ----------
+    image
+        ``(3, height, width)`` uint8 image; xarray/dask images are read one batch bounding box at a time.
+    xy
+        ``(n, 2)`` patch centres ``(x, y)`` in image pixels.
+    patch_px
+        Side of the square crop in image pixels.
+    out_size
+        Side of the returned patches (resized with bilinear/area-aware PIL resampling when it differs).
+    """
+
+    def __init__(self, image: Any, xy: np.ndarray, patch_px: int, out_size: int) -> None:
+        data = getattr(image, "data", image)  # xarray -> numpy/dask
+        if data.ndim != 3 or data.shape[0] != 3:
+            raise ValueError(f"The image must be (3, height, width) RGB; got shape {tuple(data.shape)}.")
+        self.data = data
+        self.height, self.width = int(data.shape[1]), int(data.shape[2])
+        self.patch_px = int(patch_px)
+        self.out_size = int(out_size)
+        self.corners = patch_windows(xy, self.patch_px)
+
+    def read(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Patches of the spots ``idx`` as ``(len(idx), out_size, out_size, 3)`` uint8."""
+        idx = np.asarray(idx, dtype=np.int64)
+        p, s = self.patch_px, self.out_size
+        out = np.empty((len(idx), s, s, 3), dtype=np.uint8)
+        if len(idx) == 0:
+            return out
+        c = self.corners[idx]
+        x0 = max(int(c[:, 0].min()), 0)
+        y0 = max(int(c[:, 1].min()), 0)
+        x1 = min(int(c[:, 0].max()) + p, self.width)
+        y1 = min(int(c[:, 1].max()) + p, self.height)
+        region = np.moveaxis(np.asarray(self.data[:, y0:y1, x0:x1]), 0, -1)  # (y, x, 3), one read per batch
+        if region.dtype != np.uint8:
+            region = np.clip(region, 0, 255).astype(np.uint8)
+        patch = np.empty((p, p, 3), dtype=np.uint8)
+        for k, (cx, cy) in enumerate(c):
+            ax0, ay0 = max(cx, 0), max(cy, 0)
+            ax1, ay1 = min(cx + p, self.width), min(cy + p, self.height)
+            if ax0 == cx and ay0 == cy and ax1 == cx + p and ay1 == cy + p:
+                crop = region[cy - y0 : cy - y0 + p, cx - x0 : cx - x0 + p]
+            else:  # over the border: pad with white
+                patch.fill(FILL)
+                if ax1 > ax0 and ay1 > ay0:
+                    patch[ay0 - cy : ay1 - cy, ax0 - cx : ax1 - cx] = region[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
+                crop = patch
+            out[k] = resize(crop, s)
+        return out
+
+
+def resize(patch: np.ndarray, size: int) -> np.ndarray:
+    """Resize a ``(p, p, 3)`` uint8 patch to ``(size, size, 3)`` (PIL bilinear; antialiased when shrinking)."""
+    if patch.shape[0] == size and patch.shape[1] == size:
+        return patch
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.Resampling.BILINEAR))
+
+
+def tissue_fraction(patches: np.ndarray) -> np.ndarray:
+    """Fraction of tissue pixels (every channel ``<= TISSUE_MAX``) of ``(..., y, x, 3)`` uint8 patches."""
+    return (patches.max(axis=-1) <= TISSUE_MAX).mean(axis=(-2, -1))
+
+
+class StainNormalizer:
+    """Macenko or Reinhard stain normalisation (torchstain) fitted on one reference image.
+
+    torchstain's NumPy backend is used: it runs in float64 on the CPU and is bitwise reproducible (its torch
+    backend is not, across thread schedules), so the same call gives the same patches.
+
+    Parameters
+    ----------
+    method
+        ``"macenko"`` or ``"reinhard"``.
+    reference
+        ``(y, x, 3)`` or ``(3, y, x)`` uint8 RGB reference with tissue.
+    """
+
+    def __init__(self, method: str, reference: np.ndarray) -> None:
+        if method not in STAIN_METHODS:
+            raise ValueError(f"`stain_norm` must be None or one of {list(STAIN_METHODS)}, got {method!r}.")
+        from torchstain.numpy.normalizers import NumpyMacenkoNormalizer, NumpyReinhardNormalizer
+
+        ref = _as_hwc_uint8(reference)
+        frac = float(tissue_fraction(ref))
+        if frac < MIN_TISSUE_FRACTION:
+            raise ValueError(
+                f"The stain reference has too little tissue ({frac:.1%} of pixels); pass `stain_reference=` an "
+                "H&E image region with tissue."
+            )
+        self.method = method
+        self._norm = NumpyMacenkoNormalizer() if method == "macenko" else NumpyReinhardNormalizer()
+        try:
+            with np.errstate(all="ignore"):
+                self._norm.fit(np.ascontiguousarray(ref))
+        except _STAIN_ERRORS as err:
+            raise ValueError(f"Fitting the {method} stain normaliser on the reference failed: {err}") from err
+        self.skipped = 0
+
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        """Normalise ``(n, y, x, 3)`` uint8 patches (patches with little tissue are returned unchanged)."""
+        out = patches.copy()
+        frac = tissue_fraction(patches)
+        for k in range(len(patches)):
+            if frac[k] < MIN_TISSUE_FRACTION:
+                self.skipped += 1
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    if self.method == "macenko":
+                        res = self._norm.normalize(np.ascontiguousarray(patches[k]), stains=False)[0]
+                    else:
+                        res = self._norm.normalize(np.ascontiguousarray(patches[k]))
+            except _STAIN_ERRORS:  # degenerate stain vectors: keep the patch
+                self.skipped += 1
+                continue
+            out[k] = res
+        return out
+
+
+_STAIN_ERRORS = (np.linalg.LinAlgError, ValueError, IndexError, FloatingPointError, ZeroDivisionError)
+
+
+def _as_hwc_uint8(image: Any) -> np.ndarray:
+    arr = np.asarray(getattr(image, "values", image))
+    if arr.ndim == 3 and arr.shape[0] == 3 and arr.shape[-1] != 3:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"`stain_reference` must be an RGB image (y, x, 3) or (3, y, x); got shape {arr.shape}.")
+    if arr.dtype != np.uint8:
+        if np.issubdtype(arr.dtype, np.floating) and arr.size and float(arr.max()) <= 1.0:
+            arr = arr * 255.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+    return arr
+
+
+def pick_reference(reader: PatchReader, *, max_candidates: int = 256) -> tuple[int, np.ndarray]:
+    """The patch with the largest tissue fraction among up to ``max_candidates`` evenly spread spots.
+
+    Returns its row index and the patch (at the reader's ``out_size``).
+    """
+    n = len(reader.corners)
+    cand = np.unique(np.linspace(0, n - 1, num=min(n, max_candidates)).round().astype(np.int64))
+    best, best_frac, best_patch = -1, -1.0, None
+    for start in range(0, len(cand), 32):
+        idx = cand[start : start + 32]
+        patches = reader.read(idx)
+        frac = tissue_fraction(patches)
+        k = int(np.argmax(frac))
+        if frac[k] > best_frac:
+            best, best_frac, best_patch = int(idx[k]), float(frac[k]), patches[k]
+    assert best_patch is not None
+    return best, best_patch
+
+
+def to_model_input(
+    patches: np.ndarray, mean: Sequence[float], std: Sequence[float], *, pin: bool = False
+) -> torch.Tensor:
+    """``(n, s, s, 3)`` uint8 -> ``(n, 3, s, s)`` float32 (channels-last memory), ``(x / 255 - mean) / std``."""
+    import torch
+
+    x = torch.from_numpy(patches).permute(0, 3, 1, 2).float()  # a channels-last view: no copy of the layout
+    m = torch.tensor([255.0 * v for v in mean], dtype=torch.float32).reshape(1, 3, 1, 1)
+    s = torch.tensor([1.0 / (255.0 * v) for v in std], dtype=torch.float32).reshape(1, 3, 1, 1)
+    x = x.sub_(m).mul_(s)
+    return x.pin_memory() if pin else x
+
+
+def prefetch(
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    workers: int = 1,
+    depth: int = 2,
+    initializer: Callable[[], object] | None = None,
+) -> Iterator[R]:
+    """``map(fn, items)`` computed ahead by ``workers`` threads, in order, with at most ``depth`` results pending.
+
+    Memory stays bounded (unlike ``Executor.map``, which submits everything at once); errors surface in the
+    caller at the item that raised. ``items`` is consumed in the calling thread, so it may itself be a
+    ``prefetch`` stream (a pipeline).
+    """
+    workers = max(int(workers), 1)
+    depth = max(int(depth), workers)
+    it = iter(items)
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hist_sd", initializer=initializer) as ex:
+        try:
+            for item in it:
+                pending.append(ex.submit(fn, item))
+                if len(pending) >= depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()

@@ -1,0 +1,331 @@
+"""Square tiles over the tissue of a bare H&E image: the spots of a slide that has no expression."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import ndimage, sparse
+
+from hist_sd import _constants as C
+from hist_sd._utils import is_spatialdata, log_written, store_params
+
+if TYPE_CHECKING:
+    from spatialdata import SpatialData
+
+logger = logging.getLogger("hist_sd")
+
+#: Longest side of the downsampled image used to find the tissue.
+_MAX_WORK_SIDE = 8000
+
+
+def _image_key(sdata: SpatialData, image_key: str | None) -> str:
+    if image_key is None:
+        if len(sdata.images) != 1:
+            raise ValueError(f"`image_key` must name one of the images {sorted(sdata.images)}.")
+        return next(iter(sdata.images))
+    if image_key not in sdata.images:
+        raise KeyError(f"`image_key`={image_key!r} is not an image of this SpatialData; it has {sorted(sdata.images)}.")
+    return image_key
+
+
+def _levels(element: Any) -> list[Any]:
+    """The pyramid levels ``(c, y, x)`` of an image element, full resolution first."""
+    if hasattr(element, "children"):
+        names = sorted(element.children, key=lambda s: int(s.replace("scale", "")) if s[5:].isdigit() else 0)
+        return [next(iter(element[name].data_vars.values())) for name in names]
+    return [element]
+
+
+def _n_layers(level: Any) -> int:
+    data = getattr(level, "data", level)
+    graph = getattr(data, "dask", None)
+    return len(graph.layers) if graph is not None and hasattr(graph, "layers") else 0
+
+
+def _block_mean(level: Any, k: int) -> np.ndarray:
+    """``(c, y, x)`` block means over ``k x k`` pixels, read in strips of rows (bounded memory)."""
+    data = getattr(level, "data", level)
+    c, h, w = (int(v) for v in data.shape)
+    nh, nw = h // k, w // k
+    if nh == 0 or nw == 0:
+        raise ValueError(f"The image ({h} x {w} px) is too small to downsample by {k}.")
+    out = np.empty((c, nh, nw), dtype=np.float32)
+    step = max(1, 2048 // k)
+    for i in range(0, nh, step):
+        j = min(nh, i + step)
+        block = np.asarray(data[:, i * k : j * k, : nw * k])
+        rows = block.reshape(c, j - i, k, nw * k).sum(axis=2, dtype=np.uint32)  # adjacent rows first: fast
+        out[:, i:j] = rows.reshape(c, j - i, nw, k).sum(axis=3, dtype=np.uint32) / np.float32(k * k)
+    return out
+
+
+def downsample(element: Any, factor: float) -> tuple[np.ndarray, float, float]:
+    """Block-mean downsample an image element by about ``factor``.
+
+    A stored pyramid level is used when one is at most ``factor`` coarser (levels computed on the fly from
+    the full-resolution array, as in an in-memory SpatialData, are skipped: they are slower to compute than
+    block means). Returns the ``(y, x, 3)`` float32 image and the full-resolution pixels per working pixel
+    along y and x.
+    """
+    levels = _levels(element)
+    h0, w0 = int(levels[0].shape[-2]), int(levels[0].shape[-1])
+    best, base_layers = levels[0], _n_layers(levels[0])
+    for lev in levels[1:]:
+        if w0 / int(lev.shape[-1]) <= factor + 1e-6 and _n_layers(lev) <= base_layers:
+            best = lev
+    k = max(1, int(factor / (w0 / int(best.shape[-1]))))
+    out = _block_mean(best, k)
+    if out.ndim != 3 or out.shape[0] < 3:
+        raise ValueError(f"The image must be (c, y, x) with 3 colour channels; got shape {out.shape}.")
+    out = np.moveaxis(out[:3], 0, -1)
+    return out, h0 / out.shape[0], w0 / out.shape[1]
+
+
+def _otsu_split(values: np.ndarray, min_gap: float) -> float | None:
+    """Otsu's threshold when it separates two classes whose means differ by at least ``min_gap``."""
+    from skimage.filters import threshold_otsu
+
+    if float(np.ptp(values)) < min_gap:
+        return None
+    t = float(threshold_otsu(values))
+    lo, hi = values[values <= t], values[values > t]
+    if lo.size == 0 or hi.size == 0 or float(hi.mean() - lo.mean()) < min_gap:
+        return None
+    return t
+
+
+def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = np.bincount(lab.ravel())
+    keep = sizes >= min_px
+    keep[0] = False
+    return keep[lab]
+
+
+def tissue_mask(rgb: np.ndarray, work_mpp: float) -> np.ndarray:
+    """Tissue pixels of a downsampled H&E image ``(y, x, 3)`` (0..255) at ``work_mpp`` µm per pixel.
+
+    Tissue is darker or more saturated than the glass: Otsu thresholds on the smoothed (sigma 25 µm)
+    saturation and grey level (each used only when it separates two clearly different classes), then a
+    closing (50 µm), removal of specks smaller than (200 µm)² and filling of holes smaller than (500 µm)².
+    """
+    rgb = rgb.astype(np.float32) / 255.0
+    mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0).astype(np.float32)
+    gray = rgb.mean(axis=-1)
+    sigma = max(25.0 / work_mpp, 0.5)
+    sat = ndimage.gaussian_filter(sat, sigma)
+    gray = ndimage.gaussian_filter(gray, sigma)
+    mask = np.zeros(gray.shape, dtype=bool)
+    t_sat = _otsu_split(sat, 0.05)
+    if t_sat is not None:
+        mask |= sat > t_sat
+    t_gray = _otsu_split(gray, 0.05)
+    if t_gray is not None:
+        mask |= gray < t_gray
+    if not mask.any():
+        return mask
+    radius = max(50.0 / work_mpp, 1.0)
+    pad = int(math.ceil(radius)) + 1
+    padded = np.pad(mask, pad, mode="edge")
+    # closing with a disk through Euclidean distance transforms (fast for any radius)
+    dilated = ndimage.distance_transform_edt(~padded) <= radius
+    mask = (ndimage.distance_transform_edt(dilated) > radius)[pad:-pad, pad:-pad] | mask
+    mask = _drop_small(mask, (200.0 / work_mpp) ** 2)
+    holes = _drop_small(~mask, (500.0 / work_mpp) ** 2)
+    # background touching the border is never a hole
+    lab, _ = ndimage.label(~mask)
+    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    outside = np.isin(lab, border[border > 0])
+    return mask | ~(holes | outside)
+
+
+def _box_sums(mask: np.ndarray, y_edges: np.ndarray, x_edges: np.ndarray) -> np.ndarray:
+    """Sum of ``mask`` in every box between consecutive integer edges (clipped to the image)."""
+    integ = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    integ[1:, 1:] = mask.astype(np.int64).cumsum(0).cumsum(1)
+    ye = np.clip(y_edges, 0, mask.shape[0])
+    xe = np.clip(x_edges, 0, mask.shape[1])
+    y0, y1 = ye[:-1, None], ye[1:, None]
+    x0, x1 = xe[None, :-1], xe[None, 1:]
+    return integ[y1, x1] - integ[y0, x1] - integ[y1, x0] + integ[y0, x0]
+
+
+def _layout(lo: float, length: float, n: int, side: float, limit: float) -> float:
+    """Origin of ``n`` tiles of ``side`` centred on ``[lo, lo + length)`` and kept inside ``[0, limit)``."""
+    origin = lo + (length - n * side) / 2.0
+    return float(np.clip(origin, 0.0, max(limit - n * side, 0.0)))
+
+
+def tile(
+    sdata: SpatialData,
+    *,
+    tile_um: float = 100.0,
+    shape: tuple[int, int] | None = None,
+    min_tissue: float = 0.5,
+    image_key: str | None = None,
+    mpp: float | None = None,
+    key_added: str = "tiles",
+    overwrite: bool = False,
+) -> None:
+    """Cover the tissue of an H&E image with square tiles that act as spots.
+
+    The tissue is found on a downsampled copy of the image (Otsu on saturation and grey level, see
+    :func:`tissue_mask`); a regular grid of square tiles is laid over its bounding box, and the tiles whose
+    tissue fraction reaches ``min_tissue`` are kept. The tiles become a shapes element and a table with no
+    genes, ready for :func:`hist_sd.pp.features` (one patch per tile) and :func:`hist_sd.pp.grid`.
+
+    Parameters
+    ----------
+    sdata
+        SpatialData with the H&E image (e.g. from :func:`hist_sd.io.read_image`).
+    tile_um
+        Side of a tile in µm.
+    shape
+        ``(rows, cols)``: instead of ``tile_um``, divide the tissue bounding box into this many square tiles
+        (side = the larger of box height / rows and box width / cols; HiST's TCGA slides use ``(80, 64)``).
+    min_tissue
+        Minimum fraction of a tile covered by tissue, in ``[0, 1]``.
+    image_key
+        Image element (default: the only image).
+    mpp
+        µm per pixel of the image; by default :func:`hist_sd.io.image_mpp` (recorded by the readers).
+    key_added
+        Name of the new shapes element and table.
+    overwrite
+        Replace an existing element or table called ``key_added``.
+
+    Returns
+    -------
+    Nothing; adds ``sdata.shapes[f"{key_added}_shapes"]`` (squares, full-resolution pixels) and ``sdata.tables[key_added]``
+    (``X`` of shape ``(n_tiles, 0)``; obs ``array_row``, ``array_col`` (tile indices), ``in_tissue``,
+    ``tissue_fraction``, ``section``; ``obsm["spatial"]`` tile centres ``(x, y)``; ``uns["hist_sd"]`` with
+    ``mpp``, ``spot_diameter_um`` = ``spot_spacing_um`` = tile side in µm, ``technology="tiles"``,
+    ``image_key``, ``shapes_key``; ``uns[key_added]["params"]``).
+    """
+    from spatialdata.transformations import get_transformation, set_transformation
+
+    from hist_sd.io._build import build_sdata
+
+    if not is_spatialdata(sdata):
+        raise TypeError(f"`sdata` must be a SpatialData with an H&E image, got {type(sdata).__name__}.")
+    key = _image_key(sdata, image_key)
+    if not 0.0 <= float(min_tissue) <= 1.0:
+        raise ValueError(f"`min_tissue` must be a fraction in [0, 1], got {min_tissue!r}.")
+    if shape is None:
+        if not np.isfinite(tile_um) or tile_um <= 0:
+            raise ValueError(f"`tile_um` must be a positive number of µm, got {tile_um!r}.")
+    else:
+        if len(shape) != 2 or any(not isinstance(v, int | np.integer) or v < 1 for v in shape):
+            raise ValueError(f"`shape` must be (rows, cols) of positive integers, got {shape!r}.")
+    shapes_key = f"{key_added}_shapes"
+    for name, what in ((key_added, "tables"), (shapes_key, "shapes")):
+        if name in sdata.tables or name in sdata.shapes or name in sdata.images or name in sdata.labels:
+            if not overwrite or name not in getattr(sdata, what):
+                raise KeyError(
+                    f"An element called {name!r} exists already; pass another `key_added`"
+                    + (" or `overwrite=True`." if name in getattr(sdata, what) else ".")
+                )
+    if mpp is None:
+        from hist_sd.io import image_mpp
+
+        mpp = image_mpp(sdata, key)
+    if not np.isfinite(mpp) or mpp <= 0:
+        raise ValueError(f"`mpp` must be a positive number of µm per pixel, got {mpp!r}.")
+    mpp = float(mpp)
+
+    element = sdata.images[key]
+    full = _levels(element)[0]
+    h0, w0 = int(full.shape[-2]), int(full.shape[-1])
+    work_mpp = max(mpp, tile_um / 16.0 if shape is None else 4.0, max(h0, w0) * mpp / _MAX_WORK_SIDE)
+    rgb, fy, fx = downsample(element, work_mpp / mpp)
+    mask = tissue_mask(rgb, work_mpp=mpp * (fy + fx) / 2.0)
+    if not mask.any():
+        raise ValueError(f"No tissue was found in the image {key!r}: it looks uniform (blank glass?).")
+
+    rows_any, cols_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    by0, by1 = rows_any[0] * fy, (rows_any[-1] + 1) * fy
+    bx0, bx1 = cols_any[0] * fx, (cols_any[-1] + 1) * fx
+    if shape is None:
+        side = tile_um / mpp
+        n_rows, n_cols = math.ceil((by1 - by0) / side), math.ceil((bx1 - bx0) / side)
+    else:
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+        side = max((by1 - by0) / n_rows, (bx1 - bx0) / n_cols)
+    side_um = side * mpp
+    y0 = _layout(by0, by1 - by0, n_rows, side, h0)
+    x0 = _layout(bx0, bx1 - bx0, n_cols, side, w0)
+
+    y_edges = np.rint((y0 + side * np.arange(n_rows + 1)) / fy).astype(np.int64)
+    x_edges = np.rint((x0 + side * np.arange(n_cols + 1)) / fx).astype(np.int64)
+    area = np.diff(y_edges)[:, None] * np.diff(x_edges)[None, :]
+    frac = _box_sums(mask, y_edges, x_edges) / np.maximum(area, 1)
+    ii, jj = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    cy = y0 + (ii + 0.5) * side
+    cx = x0 + (jj + 0.5) * side
+    keep = (frac >= float(min_tissue)) & (cy < h0) & (cx < w0)
+    if not keep.any():
+        raise ValueError(f"No tile has a tissue fraction >= `min_tissue`={min_tissue}; lower it or the tile size.")
+    ii, jj, frac = ii[keep], jj[keep], frac[keep]
+    xy = np.column_stack([cx[keep], cy[keep]])
+
+    section = key[: -len("_full_image")] if key.endswith("_full_image") else key
+    n = len(ii)
+    obs = pd.DataFrame(
+        {
+            "array_row": ii.astype(int),
+            "array_col": jj.astype(int),
+            "in_tissue": np.ones(n, dtype=int),
+            "tissue_fraction": frac.astype(float),
+            "section": pd.Categorical([section] * n),
+        },
+        index=pd.Index([f"{section}_tile_{i}_{j}" for i, j in zip(ii, jj, strict=True)]),
+    )
+    adata = AnnData(X=sparse.csr_matrix((n, 0), dtype=np.float32), obs=obs)
+    transforms = get_transformation(element, get_all=True)
+    cs = next(iter(transforms)) if transforms else C.COORDINATE_SYSTEM_DEFAULT
+    built = build_sdata(
+        image=None,
+        xy=xy,
+        adata=adata,
+        name=section,
+        mpp=mpp,
+        spot_diameter_um=side_um,
+        spot_spacing_um=side_um,
+        technology="tiles",
+        shapes_key=shapes_key,
+        coordinate_system=cs,
+        scale_factors=None,
+        extra_meta={C.IMAGE_KEY: key, "tile_px": float(side)},
+        shape_kind="square",
+    )
+    shapes = built.shapes[shapes_key]
+    if transforms:
+        set_transformation(shapes, dict(transforms), set_all=True)
+    table = built.tables[C.TABLE_KEY]
+    store_params(
+        table,
+        key_added,
+        {"tile_um": float(tile_um), "shape": list(shape) if shape else None, "min_tissue": float(min_tissue),
+         "image_key": key, "mpp": mpp},
+        grid_shape=[n_rows, n_cols],
+        tile_um=float(side_um),
+        tissue_area_fraction=float(mask.mean()),
+    )
+    if overwrite:
+        if key_added in sdata.tables:
+            del sdata.tables[key_added]
+        if shapes_key in sdata.shapes:
+            del sdata.shapes[shapes_key]
+    sdata.shapes[shapes_key] = shapes
+    sdata.tables[key_added] = table
+    log_written("shapes", shapes_key)
+    log_written("tables", key_added)
+    logger.info("%d tiles of %.1f µm over the tissue of %r (%d x %d grid)", n, side_um, key, n_rows, n_cols)
