@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _data_dir() -> Path:
     env = os.environ.get("HIST_SD_DATA_DIR")
-    return Path(env) if env else (ROOT.parent / "shared" / "data")
+    return Path(env).resolve() if env else (ROOT.parent / "shared" / "data")
 
 
 DATA_DIR = _data_dir()

@@ -71,7 +71,7 @@ def read_visium(
         ``fullres_image_file`` is given, else hires) or ``None`` (no image; coordinates in full-resolution
         pixels).
     fullres_image_file
-        The full-resolution H&E image (absolute, or relative to ``path``).
+        The full-resolution H&E image: absolute, relative to the current directory, or relative to ``path``.
     counts_file
         Counts file name inside ``path``.
     section
@@ -109,7 +109,8 @@ def read_visium(
     full_path: Path | None = None
     if fullres_image_file is not None:
         full_path = Path(fullres_image_file)
-        full_path = full_path if full_path.is_absolute() else path / full_path
+        if not full_path.is_absolute() and not full_path.is_file():
+            full_path = path / full_path  # relative to the Space Ranger folder when not found from here
         if not full_path.is_file():
             raise FileNotFoundError(f"`fullres_image_file`: no image file at {str(full_path)!r}.")
     if image == "full" and full_path is None:

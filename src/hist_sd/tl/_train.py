@@ -53,6 +53,7 @@ def train(
     preset: str = "small",
     model_kwargs: Mapping[str, Any] | None = None,
     feature_norm: str = "slide",
+    crop: int | None = None,
     pad_multiple: int = 16,
     layout: str = "auto",
     device: str = "auto",
@@ -96,6 +97,10 @@ def train(
         ``"slide"`` standardises features within each slide before anything else (training and prediction
         alike), which removes stain and scanner shifts between slides and patients; ``"global"`` uses only the
         training-set standardisation.
+    crop
+        Grid models: train on random ``crop`` x ``crop`` windows of the spot grid (rounded up to
+        ``pad_multiple``) centred on in-tissue spots instead of whole slides; many distinct samples per slide,
+        and the network learns local tissue context rather than a slide's layout. ``None``: whole slides.
     pad_multiple, layout
         Grid settings (see :func:`hist_sd.pp.grid`).
     device
@@ -147,6 +152,7 @@ def train(
         preset=preset,
         model_kwargs=model_kwargs,
         feature_norm=feature_norm,
+        crop=crop,
         pad_multiple=pad_multiple,
         layout=layout,
         device=device,
@@ -214,6 +220,7 @@ def fit_sections(
     preset: str = "small",
     model_kwargs: Mapping[str, Any] | None = None,
     feature_norm: str = "slide",
+    crop: int | None = None,
     pad_multiple: int = 16,
     layout: str = "auto",
     device: str = "auto",
@@ -272,6 +279,7 @@ def fit_sections(
             "augment": augment,
             "preset": preset,
             "seed": seed,
+            "crop": crop,
             "train_sections": [s.name for s in sections],
             "n_train_spots": int(sum(int(s.in_tissue.sum()) for s in sections)),
         },
@@ -383,13 +391,16 @@ def _context(model: HistModel, sections: Sequence[Section]) -> dict[str, Any]:
     ctx: dict[str, Any] = {"square": all(s.layout in ("st", "tiles") for s in sections)}
     if model.kind == "grid":
         ctx["size"] = _ceil_to(extent + 4, pad)
+        crop = model.params.get("crop")
+        if crop:
+            ctx["crop"] = _ceil_to(int(crop), pad)
     if model.kind == "graph":
         ctx["edges"] = [section_graph(s) for s in sections]
     return ctx
 
 
 def _augment_coords(
-    s: Section, size: int, *, augment: bool, square: bool, rng: np.random.Generator
+    s: Section, size: int, *, augment: bool, square: bool, rng: np.random.Generator, shift: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Randomly flipped / rotated / shifted grid coordinates of a section inside a ``size`` x ``size`` canvas."""
     r, c = s.rows.copy(), s.cols.copy()
@@ -402,7 +413,7 @@ def _augment_coords(
             c = c.max() - c
     r = r - r.min()
     c = c - c.min()
-    if augment:
+    if augment and shift:
         r = r + rng.integers(0, max(size - int(r.max()), 1))
         c = c + rng.integers(0, max(size - int(c.max()), 1))
     if r.max() >= size or c.max() >= size:
@@ -413,22 +424,38 @@ def _augment_coords(
 def _grid_steps(model, sections, ctx, *, batch_size, augment, rng, device):
     import torch
 
-    size = ctx["size"]
-    order = rng.permutation(len(sections))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    crop = ctx.get("crop")
+    size = crop or ctx["size"]
+    d = sections[0].features.shape[1]
+    g = sections[0].targets.shape[1]
+    if crop:  # random windows centred on in-tissue spots: many distinct samples from a few slides
+        per = [max(1, math.ceil(2 * int(s.in_tissue.sum()) / crop**2)) for s in sections]
+        samples = rng.permutation(np.repeat(np.arange(len(sections)), per))
+    else:
+        samples = rng.permutation(len(sections))
+    for start in range(0, len(samples), batch_size):
+        idx = samples[start : start + batch_size]
         b = len(idx)
-        d = sections[0].features.shape[1]
-        g = sections[0].targets.shape[1]
         x = np.zeros((b, d, size, size), np.float32)
         y = np.zeros((b, g, size, size), np.float32)
         m = np.zeros((b, size, size), bool)
         for j, i in enumerate(idx):
             s = sections[i]
-            r, c = _augment_coords(s, size, augment=augment, square=ctx["square"], rng=rng)
-            x[j][:, r, c] = s.features.T
-            y[j][:, r, c] = s.targets.T
-            m[j][r[s.in_tissue], c[s.in_tissue]] = True
+            if crop:
+                r, c = _augment_coords(s, 10**6, augment=augment, square=ctx["square"], rng=rng, shift=False)
+                centre = rng.choice(np.flatnonzero(s.in_tissue))
+                r = r - r[centre] + crop // 2 + (rng.integers(-crop // 4, crop // 4 + 1) if augment else 0)
+                c = c - c[centre] + crop // 2 + (rng.integers(-crop // 4, crop // 4 + 1) if augment else 0)
+                keep = (r >= 0) & (r < crop) & (c >= 0) & (c < crop)
+            else:
+                r, c = _augment_coords(s, size, augment=augment, square=ctx["square"], rng=rng)
+                keep = np.ones(s.n_obs, bool)
+            x[j][:, r[keep], c[keep]] = s.features[keep].T
+            y[j][:, r[keep], c[keep]] = s.targets[keep].T
+            tissue = keep & s.in_tissue
+            m[j][r[tissue], c[tissue]] = True
+        if not m.any():
+            continue
         pred = model.net(torch.from_numpy(x).to(device).contiguous(memory_format=torch.channels_last))
         yield _loss(model, pred, torch.from_numpy(y).to(device), torch.from_numpy(m).to(device))
 
