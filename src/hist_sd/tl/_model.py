@@ -59,6 +59,9 @@ class HistModel:
     feature_norm
         ``"slide"``: features are first standardised within each slide (removes stain and scanner shifts
         between slides); ``"global"``: only the training-set standardisation.
+    projection
+        ``(feature_dim, k)`` PCA projection (whitened) learned on the training spots and applied after
+        standardisation, or ``None``.
     params
         Training parameters; ``history`` the loss per epoch.
     """
@@ -76,6 +79,7 @@ class HistModel:
     target_std: np.ndarray
     grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "auto"})
     feature_norm: str = "global"
+    projection: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)
 
@@ -110,6 +114,8 @@ class HistModel:
 
         feats = slide_normalise(section) if self.feature_norm == "slide" else section.features
         x = (feats - self.feature_mean) / self.feature_std
+        if self.projection is not None:
+            x = x @ self.projection
         with torch.inference_mode():
             out = forward_section(self, section, x.astype(np.float32), device=device)
         return out * self.target_std + self.target_mean
@@ -165,6 +171,7 @@ class HistModel:
             "target_std": torch.from_numpy(np.asarray(self.target_std, np.float32)),
             "grid": dict(self.grid),
             "feature_norm": self.feature_norm,
+            "projection": None if self.projection is None else torch.from_numpy(np.asarray(self.projection, np.float32)),
             "params": {k: v for k, v in self.params.items() if isinstance(v, str | int | float | bool | list | type(None))},
             "history": [float(h) for h in self.history],
         }
@@ -230,6 +237,7 @@ class HistModel:
             target_std=state["target_std"].numpy(),
             grid=dict(state.get("grid", {})),
             feature_norm=str(state.get("feature_norm", "global")),
+            projection=None if state.get("projection") is None else state["projection"].numpy(),
             params=dict(state.get("params", {})),
             history=list(state.get("history", [])),
         )
