@@ -74,3 +74,14 @@ def test_cross_validate_errors(sections, genes):
         hs.tl.cross_validate(sections, groups="donor", genes=genes, progress=False)
     with pytest.raises(ValueError, match="method"):
         hs.tl.cross_validate(sections, method="svm", genes=genes, progress=False)
+
+
+def test_cross_validate_tumour_segmentation(sections):
+    for ad in sections.values():
+        ad.obs["tumor"] = ad.obsm["X_hist"][:, 0] > 0.2
+    scores, summary = hs.tl.cross_validate(sections, task="tumor", method="mlp", train_kwargs={"epochs": 30},
+                                           progress=False)
+    assert set(scores["section"]) == set(sections)
+    assert {"auc", "iou", "dice", "sensitivity", "precision", "f1", "specificity", "accuracy"} <= set(scores.columns)
+    assert summary.loc[0, "mean_auc"] > 0.8
+    assert summary.loc[0, "mean_auc"] == pytest.approx(scores["auc"].mean())

@@ -15,7 +15,7 @@ from anndata import AnnData
 from hist_sd import _constants as C
 from hist_sd._utils import as_sections, resolve
 from hist_sd._utils import progress as progress_bar
-from hist_sd.tl._data import Section, log_expression, prepare_section
+from hist_sd.tl._data import Section, log_expression, prepare_section, tumor_targets
 from hist_sd.tl._model import METHOD_KINDS
 from hist_sd.tl._train import _encoder_name, fit_sections
 
@@ -71,27 +71,10 @@ def select_genes(
 
 def gene_scores(pred: np.ndarray, truth: np.ndarray, genes: Sequence[str]) -> pd.DataFrame:
     """Per-gene Pearson and Spearman correlations between ``pred`` and ``truth`` (``(n, g)``); NaN for constant genes."""
-    from scipy.stats import rankdata
+    from hist_sd.tl._evaluate import correlate
 
-    def _pcc(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        a = a - a.mean(0)
-        b = b - b.mean(0)
-        den = np.sqrt((a**2).sum(0) * (b**2).sum(0))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (a * b).sum(0) / den
-        r[den == 0] = np.nan
-        return r
-
-    pred = np.asarray(pred, np.float64)
-    truth = np.asarray(truth, np.float64)
-    return pd.DataFrame(
-        {
-            "gene": list(genes),
-            "pearson": _pcc(pred, truth),
-            "spearman": _pcc(rankdata(pred, axis=0), rankdata(truth, axis=0)),
-            "n_spots": len(pred),
-        }
-    )
+    pearson, spearman, n_spots = correlate(np.asarray(pred, np.float64), np.asarray(truth, np.float64))
+    return pd.DataFrame({"gene": list(genes), "pearson": pearson, "spearman": spearman, "n_spots": n_spots})
 
 
 def summarize(scores: pd.DataFrame, *, by: Sequence[str] = ("method",), metric: str = "pearson") -> pd.DataFrame:
@@ -111,17 +94,15 @@ def summarize(scores: pd.DataFrame, *, by: Sequence[str] = ("method",), metric: 
         mean = float(per_section.mean())
         half = float(stats.t.ppf(0.975, k - 1) * per_section.std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        row.update(
-            {
-                f"mean_{metric}": mean,
-                "ci95_low": mean - half,
-                "ci95_high": mean + half,
-                f"median_{metric}": float(df[metric].median()),
-                "genes_r_gt_0.3": float(df.groupby("section", sort=False)[metric].apply(lambda s: (s > 0.3).sum()).mean()),
-                "n_sections": k,
-                "n_genes": int(df["gene"].nunique()),
-            }
-        )
+        row.update({f"mean_{metric}": mean, "ci95_low": mean - half, "ci95_high": mean + half,
+                    f"median_{metric}": float(df[metric].median()), "n_sections": k})
+        if "gene" in df:
+            row["genes_r_gt_0.3"] = float(df.groupby("section", sort=False)[metric].apply(lambda s: (s > 0.3).sum()).mean())
+            row["n_genes"] = int(df["gene"].nunique())
+        else:  # segmentation: means of the other metrics over sections
+            for col in ("iou", "dice", "sensitivity", "precision", "f1", "specificity", "accuracy"):
+                if col in df:
+                    row[f"mean_{col}"] = float(df[col].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -131,7 +112,9 @@ def cross_validate(
     *,
     groups: str | Mapping[str, str] = "patient",
     method: str = "hist",
+    task: str = "expression",
     genes: int | Sequence[str] = 50,
+    truth_key: str = C.TUMOR,
     features_key: str = C.FEATURES,
     gene_sections: Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData] | None = None,
     spatial_genes_kwargs: Mapping[str, Any] | None = None,
@@ -141,7 +124,7 @@ def cross_validate(
     progress: bool = True,
     return_models: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame] | tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """Leave-one-group-out cross-validation of expression prediction.
+    """Leave-one-group-out cross-validation of expression prediction or tumour segmentation.
 
     For each group (patient by default) the model is trained on the other groups' slides and scored on the held-out
     slides. Everything learned (gene selection, feature and target standardisation, weights) uses the training
@@ -156,9 +139,14 @@ def cross_validate(
         mapping from section name to group.
     method
         See :func:`hist_sd.tl.train` (``"hist"``, ablations, ``"ridge"``, ``"mlp"``, ``"transformer"``, ``"gnn"``).
+    task
+        ``"expression"`` (scored by per-gene correlation) or ``"tumor"`` (segmentation of ``obs[truth_key]``,
+        scored with :func:`hist_sd.tl.evaluate_segmentation`'s metrics).
     genes
         A number: that many top spatially variable genes, selected per fold with :func:`hist_sd.pp.spatial_genes`
         on the training slides (plus ``gene_sections`` of training groups); or a fixed gene list.
+    truth_key
+        ``obs`` column with tumour labels (``task="tumor"``).
     features_key
         ``obsm`` key of the features.
     gene_sections
@@ -181,10 +169,13 @@ def cross_validate(
     -------
     ``scores``: tidy DataFrame (method, fold, section, gene, pearson, spearman, n_spots); ``summary``: one row with
     mean PCC and its 95% confidence interval over held-out sections, median PCC, genes with r > 0.3, mean training
-    seconds per fold and prediction seconds per section.
+    seconds per fold and prediction seconds per section. For ``task="tumor"``, ``scores`` has one row per held-out
+    section with the segmentation metrics and ``summary`` their means (with a 95% interval of the AUC).
     """
     if method not in METHOD_KINDS:
         raise ValueError(f"`method` must be one of {sorted(METHOD_KINDS)}, got {method!r}.")
+    if task not in ("expression", "tumor"):
+        raise ValueError(f"`task` must be 'expression' or 'tumor', got {task!r}.")
     datas = as_sections(sdatas)
     tables = {n: resolve(d, table_key)[1] for n, d in datas.items()}
     group_of = {n: _group_of(n, t, groups) for n, t in tables.items()}
@@ -208,26 +199,36 @@ def cross_validate(
     for fold in progress_bar(folds, enabled=progress, desc=f"cv {method}"):
         train_names = [n for n in datas if group_of[n] != fold]
         test_names = [n for n in datas if group_of[n] == fold]
-        if isinstance(genes, int | np.integer):
+        if task == "tumor":
+            fold_genes = [truth_key]
+            train_secs = [replace(base[n], targets=tumor_targets(tables[n], truth_key)) for n in train_names]
+        elif isinstance(genes, int | np.integer):
             pool = [tables[n] for n in train_names] + [t for n, t in extra.items() if extra_group[n] != fold]
             fold_genes = select_genes(pool, n_top=int(genes), spatial_genes_kwargs=spatial_genes_kwargs)
+            train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
         else:
             fold_genes = list(genes)
-        train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
+            train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
         model = fit_sections(
-            train_secs, genes=fold_genes, task="expression", method=method, features_key=features_key,
+            train_secs, genes=fold_genes, task=task, method=method, features_key=features_key,
             encoder=encoder, show_progress=False, **tkw,
         )
         timings["train"].append(model.params["train_seconds"])
-        logger.info("fold %s: %s trained on %s (%d genes) in %.1f s", fold, method, train_names, len(fold_genes),
-                    model.params["train_seconds"])
+        logger.info("fold %s: %s trained on %s in %.1f s", fold, method, train_names, model.params["train_seconds"])
         for n in test_names:
             t0 = time.perf_counter()
             pred = model.predict_section(base[n])
             timings["predict"].append(time.perf_counter() - t0)
             sec: Section = base[n]
-            truth = log_expression(tables[n], fold_genes)
-            df = gene_scores(pred[sec.in_tissue], truth[sec.in_tissue], fold_genes)
+            if task == "tumor":
+                from hist_sd.tl._segmentation import segmentation_metrics
+
+                prob = 1.0 / (1.0 + np.exp(-pred[:, 0]))
+                truth = tumor_targets(tables[n], truth_key)[:, 0]
+                df = pd.DataFrame([segmentation_metrics(truth[sec.in_tissue], prob[sec.in_tissue], name=n)])
+            else:
+                truth = log_expression(tables[n], fold_genes)
+                df = gene_scores(pred[sec.in_tissue], truth[sec.in_tissue], fold_genes)
             df.insert(0, "section", n)
             df.insert(0, "fold", fold)
             df.insert(0, "method", method)
@@ -235,7 +236,7 @@ def cross_validate(
         if return_models:
             models[fold] = model
     scores = pd.concat(rows, ignore_index=True)
-    summary = summarize(scores)
+    summary = summarize(scores, metric="auc") if task == "tumor" else summarize(scores)
     summary["train_seconds_per_fold"] = float(np.mean(timings["train"]))
     summary["predict_seconds_per_section"] = float(np.mean(timings["predict"]))
     if return_models:

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse
 
 from hist_sd import _constants as C
 from hist_sd._utils import get_meta, match_genes, resolve
@@ -20,40 +19,34 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hist_sd")
 
-#: Library size that expression targets are normalised to before log1p.
-TARGET_SUM = 1e4
-
-
-def counts_matrix(adata: AnnData) -> sparse.csr_matrix | np.ndarray | None:
-    """Raw counts of a table: ``layers["counts"]`` when present, else ``.X`` when it holds integers, else ``None``."""
-    if "counts" in adata.layers:
-        return adata.layers["counts"]
-    x = adata.X
-    if x is None or adata.n_vars == 0:
-        return None
-    sample = x.data[:10000] if sparse.issparse(x) else np.asarray(x).ravel()[:10000]
-    if sample.size and np.all(sample >= 0) and np.allclose(sample, np.round(sample)):
-        return x
-    return None
-
 
 def log_expression(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
-    """``log1p`` of library-size-normalised expression (to :data:`TARGET_SUM`) for ``genes``, ``(n_obs, n_genes)``.
+    """``log1p`` of library-size-normalised expression (to 1e4 per spot) for ``genes``, ``(n_obs, n_genes)``.
 
-    The library size is computed over all genes of the table. A table without raw counts (no integer ``.X`` and no
-    ``layers["counts"]``) is taken as already log-normalised.
+    Raw counts come from ``layers["counts"]`` when present, else from ``.X`` when it holds integers (library size
+    over all genes of the table); a table without raw counts is taken as already log-normalised. The same scale
+    as :func:`hist_sd.tl.evaluate` scores against.
     """
-    genes = match_genes(adata.var_names, genes)
-    idx = adata.var_names.get_indexer(genes)
-    counts = counts_matrix(adata)
-    if counts is None:
-        x = adata.X[:, idx]
-        return np.asarray(x.toarray() if sparse.issparse(x) else x, dtype=np.float32)
-    lib = np.asarray(counts.sum(axis=1)).ravel().astype(np.float64)
-    lib[lib == 0] = 1.0
-    sub = counts[:, idx]
-    sub = sub.toarray() if sparse.issparse(sub) else np.asarray(sub)
-    return np.log1p(sub * (TARGET_SUM / lib)[:, None]).astype(np.float32)
+    from hist_sd.tl._evaluate import measured_matrix
+
+    match_genes(adata.var_names, genes)
+    if "counts" in adata.layers:
+        x, _ = measured_matrix(adata, genes, layer="counts", normalize=True)
+    else:
+        x, _ = measured_matrix(adata, genes)
+    return x.astype(np.float32)
+
+
+def tumor_targets(adata: AnnData, truth_key: str) -> np.ndarray:
+    """Tumour labels ``obs[truth_key]`` as a ``(n_obs, 1)`` float array (errors for a missing or incomplete column)."""
+    if truth_key not in adata.obs:
+        raise KeyError(
+            f"`truth_key`={truth_key!r} is not an obs column; compute tumour labels with `hs.tl.tumor_labels`."
+        )
+    t = adata.obs[truth_key]
+    if t.isna().any():
+        raise ValueError(f"`obs[{truth_key!r}]` has missing values; tumour labels must be True/False.")
+    return t.to_numpy().astype(np.float32)[:, None]
 
 
 @dataclass
@@ -158,14 +151,7 @@ def prepare_section(
                 raise ValueError("`genes` must be given for task='expression'.")
             targets = log_expression(adata, genes)
         elif task == "tumor":
-            if truth_key not in adata.obs:
-                raise KeyError(
-                    f"`truth_key`={truth_key!r} is not an obs column; compute tumour labels with `hs.tl.tumor_labels`."
-                )
-            t = adata.obs[truth_key]
-            if t.isna().any():
-                raise ValueError(f"`obs[{truth_key!r}]` has missing values; tumour labels must be True/False.")
-            targets = t.to_numpy().astype(np.float32)[:, None]
+            targets = tumor_targets(adata, truth_key)
         else:
             raise ValueError(f"`task` must be 'expression' or 'tumor', got {task!r}.")
     return Section(
