@@ -100,7 +100,9 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
     figs.mkdir(exist_ok=True)
     pl.predicted_vs_measured(test, best, pred_key=C.PRED, save=figs / f"{held_out}_best_genes.png", overwrite=True)
     io.write_zarr(test, zpath, overwrite=overwrite)
-    result = {"held_out": held_out, "train_sections": train_names, "n_genes": len(genes), **summary,
+    result = {"held_out": held_out, "train_sections": train_names, "n_genes": len(genes),
+              "mean_pearson": summary["mean"], "ci95": [summary["ci_low"], summary["ci_high"]],
+              "median_pearson": summary["median"], "genes_r_gt_0.3": int(summary["n_above"]),
               "predict_seconds": predict_s, "total_seconds": time.perf_counter() - t_start,
               "best_genes": best, "zarr": str(zpath), "model": str(mpath)}
     return result
@@ -121,8 +123,13 @@ def _sections_for(dataset: str, data_dir: str | None) -> tuple[dict[str, Any], d
 
 def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[str] = METHODS,
                   n_genes: int = 50, protocols: Sequence[str] = ("lopo", "loso"), mob: bool = True,
-                  epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
-    """Cross-validated comparison of HiST, its ablations and the baselines; writes ``out/benchmark.csv``."""
+                  tumor: bool = True, epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """Cross-validated comparison of HiST, its ablations and the baselines; writes ``out/benchmark.csv``.
+
+    With ``tumor=True`` also validates the expression-derived tumour labels against the pathologists
+    (``out/tumor_labels.csv``) and runs tumour segmentation leave-one-patient-out (``out/tumor_segmentation.csv``);
+    both tables are in ``table.attrs``.
+    """
     from hist_sd import tl
 
     out = Path(out)
@@ -156,21 +163,107 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
         logger.warning("%s %s %-16s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", dataset, protocol, method,
                        row["mean_pearson"], row["median_pearson"], row["genes_r_gt_0.3"], row["cv_seconds"])
     table = pd.DataFrame(rows)
+    if tumor:
+        labels = run_tumor_labels(data_dir=data_dir)
+        labels.to_csv(out / "tumor_labels.csv")
+        seg = run_tumor_segmentation(cache["her2st"][0] if "her2st" in cache else _sections_for("her2st", data_dir)[0],
+                                     epochs=epochs, progress=progress)
+        seg.to_csv(out / "tumor_segmentation.csv", index=False)
+        table.attrs["tumor_labels"] = labels
+        table.attrs["tumor_segmentation"] = seg
     table.attrs["total_seconds"] = time.perf_counter() - t_all
     table.to_csv(out / "benchmark.csv", index=False)
     pd.concat(all_scores, ignore_index=True).to_csv(out / "benchmark_scores.csv", index=False)
     return table
 
 
+TUMOUR_LABELS: tuple[str, ...] = ("invasive cancer", "cancer in situ")
+EXCLUDED_LABELS: tuple[str, ...] = ("undetermined",)
+
+
+def pathologist_truth(labels: pd.Series) -> pd.Series:
+    """True for cancer, False for other tissue, NaN for undetermined / unlabelled spots."""
+    lab = labels.astype(object)
+    truth = lab.isin(TUMOUR_LABELS).astype(object)
+    truth[lab.isna() | lab.isin(EXCLUDED_LABELS)] = np.nan
+    return truth
+
+
+def run_tumor_labels(sections: Sequence[str] | None = None, *, data_dir: str | None = None,
+                     window_size: int = 100) -> pd.DataFrame:
+    """``hs.tl.tumor_labels`` (expression only) against the her2st pathologists, one row per labelled section.
+
+    Truth is "invasive cancer" or "cancer in situ"; "undetermined" and unlabelled spots are left out. AUC is
+    of ``obs["tumor_score"]``, accuracy / sensitivity / specificity / Dice of the call ``obs["tumor"]``.
+    """
+    from hist_sd import datasets, tl
+    from hist_sd.datasets._her2st import HER2ST_LABELLED
+
+    rows = []
+    for section in sections or HER2ST_LABELLED:
+        table = datasets.her2st(section, data_dir=data_dir, scale_factors=None)[section].tables[C.TABLE_KEY]
+        t0 = time.perf_counter()
+        tl.tumor_labels(table, window_size=window_size)
+        seconds = time.perf_counter() - t0
+        table.obs["pathologist_tumor"] = pathologist_truth(table.obs["label"])
+        by_score = tl.evaluate_segmentation(table, pred=C.TUMOR_SCORE, truth="pathologist_tumor")
+        by_call = tl.evaluate_segmentation(table, pred=C.TUMOR, truth="pathologist_tumor")
+        rows.append({
+            "section": section,
+            "n_spots": int(by_call["n_spots"].iloc[0]),
+            "tumor_fraction": float(by_call["n_tumor"].iloc[0] / by_call["n_spots"].iloc[0]),
+            "called_fraction": float(table.obs.loc[table.obs["pathologist_tumor"].notna(), C.TUMOR].mean()),
+            "auc": float(by_score["auc"].iloc[0]),
+            "accuracy": float(by_call["accuracy"].iloc[0]),
+            "sensitivity": float(by_call["sensitivity"].iloc[0]),
+            "specificity": float(by_call["specificity"].iloc[0]),
+            "dice": float(by_call["dice"].iloc[0]),
+            "seconds": seconds,
+        })
+        logger.warning("tumour labels %s: AUC %.3f accuracy %.3f (%.1f s)", section, rows[-1]["auc"],
+                       rows[-1]["accuracy"], seconds)
+    df = pd.DataFrame(rows).set_index("section")
+    df.loc["mean"] = df.mean(axis=0)
+    return df
+
+
+def run_tumor_segmentation(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"),
+                           epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """Tumour segmentation from H&E, leave-one-patient-out, against expression-derived labels of each section."""
+    from hist_sd import tl
+    from hist_sd._utils import get_table
+
+    for sdata in sdatas.values():
+        table = get_table(sdata)
+        if C.TUMOR not in table.obs:
+            tl.tumor_labels(table)
+    rows = []
+    for method in methods:
+        kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
+        scores, summary = tl.cross_validate(sdatas, task="tumor", method=method, train_kwargs=kw, progress=progress)
+        row = {"dataset": "her2st", "protocol": "lopo", "task": "tumor", **summary.iloc[0].to_dict()}
+        row["per_section_auc"] = "; ".join(f"{s}={a:.3f}" for s, a in zip(scores["section"], scores["auc"], strict=True))
+        rows.append(row)
+        logger.warning("tumour segmentation %s: mean AUC %.3f", method, row["mean_auc"])
+    return pd.DataFrame(rows)
+
+
+def markdown(df: pd.DataFrame, *, index: bool = False, digits: int = 3) -> str:
+    """A DataFrame as a Markdown table (floats rounded to ``digits``)."""
+    df = df.reset_index() if index else df
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float | np.floating):
+            return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "| " + " | ".join("---" for _ in df.columns) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def format_table(table: pd.DataFrame) -> str:
-    """The benchmark table as Markdown."""
+    """The expression benchmark table as Markdown."""
     cols = ["dataset", "protocol", "method", "mean_pearson", "ci95_low", "ci95_high", "median_pearson",
             "genes_r_gt_0.3", "train_seconds_per_fold", "predict_seconds_per_section", "peak_rss_mib"]
-    cols = [c for c in cols if c in table.columns]
-    t = table[cols].copy()
-    for c in cols[3:]:
-        t[c] = t[c].map(lambda v: f"{v:.3f}" if isinstance(v, float) and abs(v) < 10 else f"{v:.1f}" if isinstance(v, float) else v)
-    head = "| " + " | ".join(cols) + " |"
-    sep = "| " + " | ".join("---" for _ in cols) + " |"
-    body = ["| " + " | ".join(str(v) for v in r) + " |" for r in t.itertuples(index=False)]
-    return "\n".join([head, sep, *body])
+    return markdown(table[[c for c in cols if c in table.columns]])

@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--genes", type=int, default=50)
     b.add_argument("--epochs", type=int, default=None)
     b.add_argument("--no-mob", action="store_true", help="skip the mouse olfactory bulb")
+    b.add_argument("--no-tumor", action="store_true", help="skip tumour labels and tumour segmentation")
     return p
 
 
@@ -54,8 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "benchmark":
         table = _bench.run_benchmark(args.out, data_dir=args.data_dir, methods=args.methods or _bench.METHODS,
                                      n_genes=args.genes, protocols=args.protocols, mob=not args.no_mob,
-                                     epochs=args.epochs)
+                                     tumor=not args.no_tumor, epochs=args.epochs)
         sys.stdout.write(_bench.format_table(table) + "\n")
+        if "tumor_labels" in table.attrs:
+            labels = table.attrs["tumor_labels"]
+            sys.stdout.write("\nExpression-derived tumour labels vs pathologists (AUC of tumor_score, accuracy of tumor):\n")
+            sys.stdout.write(_bench.markdown(labels[["n_spots", "auc", "accuracy"]], index=True) + "\n")
+            seg = table.attrs["tumor_segmentation"]
+            sys.stdout.write("\nTumour segmentation from H&E, leave-one-patient-out (vs expression-derived labels):\n")
+            cols = [c for c in ("method", "mean_auc", "ci95_low", "ci95_high", "mean_accuracy", "mean_dice",
+                                "per_section_auc") if c in seg]
+            sys.stdout.write(_bench.markdown(seg[cols]) + "\n")
         sys.stdout.write(f"total {table.attrs['total_seconds']:.0f} s\n")
         return 0
     return 2  # pragma: no cover

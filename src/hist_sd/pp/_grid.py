@@ -86,6 +86,31 @@ def _pick_layout(adata: AnnData, layout: str) -> str:
     return _TECHNOLOGY_LAYOUT[tech]
 
 
+def assign_grid(
+    adata: AnnData, *, layout: str = "auto", pad_multiple: int = 16, margin: int = 0
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], str]:
+    """0-based grid rows and columns of every spot, the padded grid shape and the layout used (writes nothing).
+
+    The engine of :func:`grid`; two spots on one cell are an error.
+    """
+    lay = _pick_layout(adata, layout)
+    row, col = grid_coords(adata, lay)
+    row = row - row.min() + margin
+    col = col - col.min() + margin
+
+    flat = pd.Series(row * (int(col.max()) + 1) + col)
+    dup = flat.duplicated(keep=False).to_numpy()
+    if dup.any():
+        names = list(adata.obs_names[dup][:4])
+        raise ValueError(
+            f"{int(dup.sum())} spots share a grid cell with another spot under layout={lay!r} (e.g. {names} "
+            f"at row {int(row[dup][0])}, col {int(col[dup][0])}); check the layout and the array coordinates."
+        )
+    height = math.ceil((int(row.max()) + 1 + margin) / pad_multiple) * pad_multiple
+    width = math.ceil((int(col.max()) + 1 + margin) / pad_multiple) * pad_multiple
+    return row, col, (height, width), lay
+
+
 def grid(
     data: AnnData | SpatialData,
     *,
@@ -141,21 +166,7 @@ def grid(
     check_key_free(adata.obs, col_key, "obs", overwrite=overwrite)
     check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
 
-    lay = _pick_layout(adata, layout)
-    row, col = grid_coords(adata, lay)
-    row = row - row.min() + margin
-    col = col - col.min() + margin
-
-    flat = pd.Series(row * (int(col.max()) + 1) + col)
-    dup = flat.duplicated(keep=False).to_numpy()
-    if dup.any():
-        names = list(adata.obs_names[dup][:4])
-        raise ValueError(
-            f"{int(dup.sum())} spots share a grid cell with another spot under layout={lay!r} (e.g. {names} "
-            f"at row {int(row[dup][0])}, col {int(col[dup][0])}); check the layout and the array coordinates."
-        )
-    height = math.ceil((int(row.max()) + 1 + margin) / pad_multiple) * pad_multiple
-    width = math.ceil((int(col.max()) + 1 + margin) / pad_multiple) * pad_multiple
+    row, col, (height, width), lay = assign_grid(adata, layout=layout, pad_multiple=pad_multiple, margin=margin)
 
     adata.obs[row_key] = row
     adata.obs[col_key] = col

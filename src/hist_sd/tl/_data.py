@@ -98,19 +98,12 @@ def slide_normalise(section: Section) -> np.ndarray:
 
 
 def _grid_coords(adata: AnnData, *, layout: str, pad_multiple: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int], str]:
-    """Grid rows/cols of a table, from its stored grid or computed on a light copy (the caller's table is untouched)."""
-    from hist_sd.pp._grid import grid as make_grid
+    """Grid rows/cols and shape of a table, computed without writing into it."""
+    from hist_sd.pp._grid import assign_grid
 
-    light = AnnData(obs=adata.obs.copy(), uns={C.UNS_KEY: dict(adata.uns.get(C.UNS_KEY, {}))})
-    make_grid(light, layout=layout, pad_multiple=pad_multiple)
-    g = light.uns[C.GRID_UNS]
-    shape = (int(g["shape"][0]), int(g["shape"][1]))
-    return (
-        light.obs[C.GRID_ROW].to_numpy(int),
-        light.obs[C.GRID_COL].to_numpy(int),
-        shape,
-        str(g.get("layout", layout)),
-    )
+    if adata.n_obs == 0:
+        raise ValueError("The table has no spots.")
+    return assign_grid(adata, layout=layout, pad_multiple=pad_multiple)
 
 
 def prepare_section(

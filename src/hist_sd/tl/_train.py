@@ -35,6 +35,7 @@ DEFAULT_EPOCHS: dict[str, int] = {
 }
 #: Spots per mini-batch for the per-spot MLP.
 SPOT_BATCH = 256
+_X: dict[str, Any] = {"noise": 0.0, "spotdrop": 0.0, "pcc": 0.0, "ema": 0.0, "tta": False, "per": 2.0, "bn_train_eval": False}
 
 
 def train(
@@ -384,7 +385,8 @@ def _fit_torch(
     step = {"grid": _grid_steps, "spot": _spot_steps, "set": _set_steps, "graph": _graph_steps}[model.kind]
     ctx = _context(model, sections)
     bar = progress(range(epochs), enabled=show_progress, desc=f"training {model.method}", leave=False)
-    for _ in bar:
+    ema = None
+    for ep in bar:
         net.train()
         losses = []
         for loss in step(model, sections, ctx, batch_size=batch_size, augment=augment, rng=rng, device=device):
@@ -392,10 +394,22 @@ def _fit_torch(
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            if _X["ema"] and ep >= epochs // 2:
+                sd = net.state_dict()
+                if ema is None:
+                    ema = {k: v.detach().clone() for k, v in sd.items()}
+                else:
+                    for k, v in sd.items():
+                        if v.dtype.is_floating_point:
+                            ema[k].mul_(_X["ema"]).add_(v.detach(), alpha=1 - _X["ema"])
+                        else:
+                            ema[k].copy_(v)
         sched.step()
         model.history.append(float(np.mean(losses)) if losses else float("nan"))
         if show_progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{model.history[-1]:.4f}")
+    if ema is not None:
+        net.load_state_dict(ema)
 
 
 def _loss(model: HistModel, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -403,7 +417,17 @@ def _loss(model: HistModel, pred: torch.Tensor, target: torch.Tensor, mask: torc
 
     if model.task == "tumor":
         return models.masked_bce_with_logits(pred, target, mask)
-    return models.masked_mse(pred, target, mask)
+    loss = models.masked_mse(pred, target, mask)
+    if _X["pcc"]:
+        if pred.ndim == 4:
+            p, t = pred.movedim(1, -1)[mask], target.movedim(1, -1)[mask]
+        else:
+            p, t = pred[mask], target[mask]
+        p = p - p.mean(0)
+        t = t - t.mean(0)
+        r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-6)
+        loss = loss + _X["pcc"] * (1 - r).mean()
+    return loss
 
 
 def _ceil_to(n: int, m: int) -> int:
@@ -455,7 +479,7 @@ def _grid_steps(model, sections, ctx, *, batch_size, augment, rng, device):
     d = sections[0].features.shape[1]
     g = sections[0].targets.shape[1]
     if crop:  # random windows centred on in-tissue spots: many distinct samples from a few slides
-        per = [max(1, math.ceil(2 * int(s.in_tissue.sum()) / crop**2)) for s in sections]
+        per = [max(1, math.ceil(_X["per"] * int(s.in_tissue.sum()) / crop**2)) for s in sections]
         samples = rng.permutation(np.repeat(np.arange(len(sections)), per))
     else:
         samples = rng.permutation(len(sections))
@@ -476,7 +500,12 @@ def _grid_steps(model, sections, ctx, *, batch_size, augment, rng, device):
             else:
                 r, c = _augment_coords(s, size, augment=augment, square=ctx["square"], rng=rng)
                 keep = np.ones(s.n_obs, bool)
-            x[j][:, r[keep], c[keep]] = s.features[keep].T
+            f = s.features[keep]
+            if augment and _X["noise"]:
+                f = f + _X["noise"] * rng.standard_normal(f.shape).astype(np.float32)
+            if augment and _X["spotdrop"]:
+                f = f * (rng.random(len(f)) >= _X["spotdrop"]).astype(np.float32)[:, None]
+            x[j][:, r[keep], c[keep]] = f.T
             y[j][:, r[keep], c[keep]] = s.targets[keep].T
             tissue = keep & s.in_tissue
             m[j][r[tissue], c[tissue]] = True
@@ -561,9 +590,28 @@ def forward_section(model: HistModel, section: Section, x: np.ndarray, *, device
         pad = int(model.grid.get("pad_multiple", 16))
         h = _ceil_to(int(section.rows.max()) + 1, pad)
         w = _ceil_to(int(section.cols.max()) + 1, pad)
-        grid = section.grid(x, (h, w))
-        out = net(torch.from_numpy(grid[None]).to(device).contiguous(memory_format=torch.channels_last))
-        return section.ungrid(out[0].float().cpu().numpy())
+        grid = torch.from_numpy(section.grid(x, (h, w))[None]).to(device)
+        if not _X["tta"]:
+            out = net(grid.contiguous(memory_format=torch.channels_last))
+            return section.ungrid(out[0].float().cpu().numpy())
+        square = section.layout in ("st", "tiles")
+        total = None
+        n = 0
+        for tr in ((False, True) if square else (False,)):
+            for fr in (False, True):
+                for fc in (False, True):
+                    g = grid.transpose(-1, -2) if tr else grid
+                    dims = [d for d, f in ((-2, fr), (-1, fc)) if f]
+                    if dims:
+                        g = g.flip(dims)
+                    o = net(g.contiguous())
+                    if dims:
+                        o = o.flip(dims)
+                    if tr:
+                        o = o.transpose(-1, -2)
+                    total = o if total is None else total + o
+                    n += 1
+        return section.ungrid((total / n)[0].float().cpu().numpy())
     xt = torch.from_numpy(x).to(device)
     if kind == "spot":
         return torch.cat([net(xt[i : i + 4096]) for i in range(0, len(xt), 4096)]).float().cpu().numpy()
