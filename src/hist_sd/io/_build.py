@@ -206,30 +206,38 @@ def image_model(
 ) -> Any:
     """A ``(y, x, 3)`` uint8 array as a spatialdata image element ``(c, y, x)`` (multiscale with ``scale_factors``).
 
-    Pyramid levels that would be smaller than 64 px are dropped.
+    The pyramid is computed once, eagerly, by integer block means (uint8 throughout), so reading a coarse level
+    costs no more than its size; spatialdata's default builds the levels lazily in float64 and recomputes them
+    from full resolution on every read. Pyramid levels that would be smaller than 64 px are dropped.
     """
+    import xarray as xr
     from spatialdata.models import Image2DModel
     from spatialdata.transformations import Identity
 
-    sf = list(scale_factors) if scale_factors else None
-    if sf:  # drop levels that would be smaller than a few pixels
-        keep, size = [], min(image.shape[:2])
-        for f in sf:
-            size //= f
-            if size < 64:
-                break
-            keep.append(f)
-        sf = keep or None
+    chw = np.ascontiguousarray(np.moveaxis(image, -1, 0))
+    levels = [chw]
+    for f in scale_factors or ():
+        prev = levels[-1]
+        h, w = prev.shape[1] // f, prev.shape[2] // f
+        if min(h, w) < 64:
+            break
+        acc = np.zeros((3, h, w), dtype=np.uint32 if f > 16 else np.uint16)
+        for dy in range(f):
+            for dx in range(f):
+                acc += prev[:, dy : h * f : f, dx : w * f : f]
+        levels.append(((acc + f * f // 2) // (f * f)).astype(np.uint8))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return Image2DModel.parse(
-            np.moveaxis(image, -1, 0),
-            dims=("c", "y", "x"),
-            c_coords=["r", "g", "b"],
-            scale_factors=sf,
-            chunks=(3, 2048, 2048) if sf else None,
-            transformations={coordinate_system: Identity()},
-        )
+        parsed = [
+            Image2DModel.parse(a, dims=("c", "y", "x"), c_coords=["r", "g", "b"],
+                               transformations={coordinate_system: Identity()})
+            for a in levels
+        ]
+        if len(parsed) == 1:
+            return parsed[0]
+        tree = xr.DataTree.from_dict({f"scale{i}": xr.Dataset({"image": da}) for i, da in enumerate(parsed)})
+        Image2DModel().validate(tree)
+    return tree
 
 
 def estimate_mpp(array_xy: np.ndarray, pixel_xy: np.ndarray, spacing_um: float) -> float:
