@@ -10,6 +10,8 @@ import os
 import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -28,6 +30,7 @@ T = TypeVar("T")
 
 __all__ = [
     "as_sections",
+    "atomic_path",
     "check_key_free",
     "get_device",
     "get_image",
@@ -38,6 +41,7 @@ __all__ = [
     "log_written",
     "progress",
     "resolve",
+    "resolve_image_key",
     "set_seed",
     "store_params",
 ]
@@ -120,20 +124,73 @@ def get_image(sdata: SpatialData, image_key: str | None = None, *, table: AnnDat
         Table whose metadata names the image.
     """
     if image_key is None and table is not None:
-        image_key = table.uns.get(C.UNS_KEY, {}).get(C.IMAGE_KEY)
+        image_key = table.uns.get(C.UNS_KEY, {}).get(C.IMAGE_KEY) or None
+    img = sdata.images[resolve_image_key(sdata, image_key)]
+    if hasattr(img, "children"):  # multiscale DataTree: take the full-resolution level
+        img = next(iter(img["scale0"].data_vars.values()))
+    return img
+
+
+def resolve_image_key(sdata: SpatialData, image_key: str | None = None) -> str:
+    """The image element to use: ``image_key``, or the only image of ``sdata``; clear errors otherwise."""
     if image_key is None:
         if len(sdata.images) != 1:
-            raise ValueError(f"`image_key` must name one of the images {sorted(sdata.images)}.")
-        image_key = next(iter(sdata.images))
+            raise ValueError(
+                f"`image_key` must name one of the images {sorted(sdata.images)}"
+                + ("; this SpatialData has no image (an H&E image is needed for this step)." if not sdata.images else ".")
+            )
+        return next(iter(sdata.images))
     if image_key not in sdata.images:
         raise KeyError(
             f"`image_key`={image_key!r} is not an image of this SpatialData; it has {sorted(sdata.images)}. "
             "An H&E image is needed for this step."
         )
-    img = sdata.images[image_key]
-    if hasattr(img, "children"):  # multiscale DataTree: take the full-resolution level
-        img = next(iter(img["scale0"].data_vars.values()))
-    return img
+    return image_key
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = False, what: str = "path") -> Iterator[Path]:
+    """Write a file or directory atomically: yields a temporary sibling path, renamed onto ``path`` on success.
+
+    An existing ``path`` is an error unless ``overwrite``; a failed write leaves any existing ``path`` untouched
+    and removes the temporary.
+
+    Parameters
+    ----------
+    path
+        Destination.
+    overwrite
+        Replace an existing destination.
+    what
+        Argument name for the error message.
+    """
+    import shutil
+    import uuid
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"`{what}`: {str(path)!r} exists already; pass `overwrite=True` to replace it.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = path.with_name(f".{path.name}.tmp-{tag}")
+
+    def _remove(p: Path) -> None:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{tag}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        _remove(tmp)
 
 
 def check_key_free(container: Mapping[str, Any], key: str, what: str, *, overwrite: bool = False) -> None:

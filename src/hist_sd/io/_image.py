@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hist_sd import _constants as C
-from hist_sd._utils import is_spatialdata
+from hist_sd._utils import is_spatialdata, resolve_image_key
 from hist_sd.io._build import DEFAULT_SCALE_FACTORS, IMAGE_MPP, ImageLike, image_model, load_rgb
 
 if TYPE_CHECKING:
@@ -75,16 +75,6 @@ def read_image(
     return sdata
 
 
-def _image_key(sdata: SpatialData, image_key: str | None) -> str:
-    if image_key is None:
-        if len(sdata.images) != 1:
-            raise ValueError(f"`image_key` must name one of the images {sorted(sdata.images)}.")
-        return next(iter(sdata.images))
-    if image_key not in sdata.images:
-        raise KeyError(f"`image_key`={image_key!r} is not an image of this SpatialData; it has {sorted(sdata.images)}.")
-    return image_key
-
-
 def image_mpp(sdata: SpatialData, image_key: str | None = None) -> float:
     """µm per pixel of an image element (at full resolution).
 
@@ -104,7 +94,7 @@ def image_mpp(sdata: SpatialData, image_key: str | None = None) -> float:
     """
     if not is_spatialdata(sdata):
         raise TypeError(f"`sdata` must be a SpatialData, got {type(sdata).__name__}.")
-    key = _image_key(sdata, image_key)
+    key = resolve_image_key(sdata, image_key)
     recorded = (sdata.attrs.get(C.UNS_KEY) or {}).get(IMAGE_MPP) or {}
     if key in recorded:
         return _check_mpp(recorded[key])
@@ -132,7 +122,7 @@ def set_image_mpp(sdata: SpatialData, mpp: float, *, image_key: str | None = Non
     """
     if not is_spatialdata(sdata):
         raise TypeError(f"`sdata` must be a SpatialData, got {type(sdata).__name__}.")
-    key = _image_key(sdata, image_key)
+    key = resolve_image_key(sdata, image_key)
     meta = dict(sdata.attrs.get(C.UNS_KEY) or {})
     recorded = dict(meta.get(IMAGE_MPP) or {})
     recorded[key] = _check_mpp(mpp)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import uuid
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
+
+from hist_sd._utils import atomic_path
 
 logger = logging.getLogger("hist_sd")
 
@@ -36,24 +36,9 @@ def write_zarr(sdata: SpatialData, path: str | os.PathLike[str], *, overwrite: b
     The path written.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"`path`: {str(path)!r} exists already; pass `overwrite=True` to replace it.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*autosharding.*", category=UserWarning)
-            sdata.write(tmp, update_sdata_path=False)  # `tmp` disappears below: never let sdata point there
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*autosharding.*", category=UserWarning)
+        sdata.write(tmp, update_sdata_path=False)  # `tmp` is renamed below: never let sdata point there
     sdata.path = path
     logger.info("wrote %s", path)
     return path

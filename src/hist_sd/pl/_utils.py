@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from hist_sd._utils import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -147,29 +148,11 @@ def save_figure(fig: Figure, save: PathLike, *, overwrite: bool = False, dpi: fl
     The format follows the suffix (``.png`` when there is none).
     """
     path = Path(save)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"`save`: {str(path)!r} exists already; pass `overwrite=True` to replace it.")
     if path.is_dir():
         raise IsADirectoryError(f"`save`: {str(path)!r} is a directory; give a file name such as 'plot.png'.")
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path, overwrite=overwrite, what="save") as tmp:
         fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if a file appeared meanwhile: never clobber
-            except FileExistsError:
-                raise FileExistsError(
-                    f"`save`: {str(path)!r} exists already; pass `overwrite=True`."
-                ) from None
-            except OSError:  # file systems without hard links
-                os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     logger.info("saved figure to %s", path)
     return path
 

@@ -12,7 +12,7 @@ from anndata import AnnData
 from scipy import ndimage, sparse
 
 from hist_sd import _constants as C
-from hist_sd._utils import is_spatialdata, log_written, store_params
+from hist_sd._utils import is_spatialdata, log_written, resolve_image_key, store_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -21,16 +21,6 @@ logger = logging.getLogger("hist_sd")
 
 #: Longest side of the downsampled image used to find the tissue.
 _MAX_WORK_SIDE = 8000
-
-
-def _image_key(sdata: SpatialData, image_key: str | None) -> str:
-    if image_key is None:
-        if len(sdata.images) != 1:
-            raise ValueError(f"`image_key` must name one of the images {sorted(sdata.images)}.")
-        return next(iter(sdata.images))
-    if image_key not in sdata.images:
-        raise KeyError(f"`image_key`={image_key!r} is not an image of this SpatialData; it has {sorted(sdata.images)}.")
-    return image_key
 
 
 def _levels(element: Any) -> list[Any]:
@@ -216,7 +206,7 @@ def tile(
 
     if not is_spatialdata(sdata):
         raise TypeError(f"`sdata` must be a SpatialData with an H&E image, got {type(sdata).__name__}.")
-    key = _image_key(sdata, image_key)
+    key = resolve_image_key(sdata, image_key)
     if not 0.0 <= float(min_tissue) <= 1.0:
         raise ValueError(f"`min_tissue` must be a fraction in [0, 1], got {min_tissue!r}.")
     if shape is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,17 +187,11 @@ class HistModel:
         """
         import torch
 
+        from hist_sd._utils import atomic_path
+
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"`path`: {str(path)!r} exists already; pass `overwrite=True` to replace it.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
             torch.save(self.state(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         logger.info("saved model to %s", path)
         return path
 
