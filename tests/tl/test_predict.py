@@ -1,0 +1,71 @@
+"""Prediction on real data: features of her2st B4 spots, a model, and a tiled bare H&E image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from anndata import AnnData
+
+import hist_sd as hs
+
+GENES = ["ERBB2", "KRT19", "IGKC", "COL1A1", "MGP", "SCGB2A2"]
+
+
+@pytest.fixture(scope="module")
+def b4_features(b4) -> AnnData:
+    """B4's table (a copy) with efficientnet-lite0 features of its spots."""
+    table = b4.tables["table"].copy()
+    from spatialdata import SpatialData
+
+    sd = SpatialData(images=dict(b4.images), tables={"table": table})
+    hs.pp.features(sd, progress=False)
+    return table
+
+
+def test_predict_writes_table_and_bare_image_table(b4_features, data_dir, tmp_path):
+    model = hs.tl.train(b4_features, genes=GENES, method="ridge", progress=False)
+    assert model.encoder == "efficientnet-lite0" and model.feature_dim == 1280
+
+    table = b4_features.copy()
+    hs.tl.predict(table, model, key_added="pred")
+    assert table.obsm["pred"].shape == (table.n_obs, len(GENES))
+    assert list(table.uns["pred"]["genes"]) == GENES
+    scores = hs.tl.evaluate(table, pred_key="pred")
+    assert scores["pearson"].mean() > 0.3  # in-sample ridge on real features
+
+    # a bare image: no spots, no expression
+    jpg = data_dir / "her2st" / "data" / "ST-imgs" / "B" / "B4" / "BT10737_D2_HE.jpg"
+    bare = hs.io.read_image(jpg, mpp=0.6876, scale_factors=(4, 4))
+    hs.pp.tile(bare, tile_um=400)
+    hs.pp.features(bare, table_key="tiles", progress=False)
+    hs.tl.predict(bare, model)
+    pred = bare.tables["hist_pred"]
+    tiles = bare.tables["tiles"]
+    assert pred.shape == (tiles.n_obs, len(GENES)) and list(pred.var_names) == GENES
+    np.testing.assert_array_equal(pred.X, tiles.obsm["hist_pred"])
+    np.testing.assert_array_equal(pred.obsm["spatial"], tiles.obsm["spatial"])
+    assert pred.uns["spatialdata_attrs"]["region"] == tiles.uns["spatialdata_attrs"]["region"]
+    import squidpy as sq
+
+    sq.gr.spatial_neighbors(pred)
+    sq.gr.spatial_autocorr(pred, mode="moran", n_perms=None)
+    assert set(pred.uns["moranI"].index) == set(GENES)
+    with pytest.raises(ValueError, match="table_key"):  # two tables now: which one is ambiguous
+        hs.tl.predict(bare, model)
+    with pytest.raises(KeyError, match="exists already"):
+        hs.tl.predict(bare, model, table_key="tiles")
+    hs.io.write_zarr(bare, tmp_path / "bare.zarr")
+    back = hs.io.read_zarr(tmp_path / "bare.zarr")
+    np.testing.assert_array_equal(np.asarray(back.tables["hist_pred"].X), pred.X)
+
+
+def test_predict_refuses_features_from_another_encoder(b4_features):
+    model = hs.tl.train(b4_features, genes=GENES[:2], method="ridge", progress=False)
+    other = b4_features.copy()
+    other.uns["X_hist"] = {"params": {**dict(other.uns["X_hist"]["params"]), "encoder": "ctranspath"}}
+    with pytest.raises(ValueError, match="ctranspath"):
+        hs.tl.predict(other, model)
+    missing = b4_features.copy()
+    del missing.obsm["X_hist"]
+    with pytest.raises(KeyError, match="hs.pp.features"):
+        hs.tl.predict(missing, model)
