@@ -22,7 +22,18 @@ METHODS: tuple[str, ...] = ("hist", "hist_noattn", "hist_noconvmixer", "ridge", 
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far, MiB."""
+    """Peak resident memory of this process so far, MiB.
+
+    Read from ``VmHWM`` (reset when a process execs, so a spawned worker reports its own peak); ``ru_maxrss``
+    where ``/proc`` is missing (it survives ``exec`` on Linux and would report the parent's peak).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -121,53 +132,95 @@ def _sections_for(dataset: str, data_dir: str | None) -> tuple[dict[str, Any], d
     raise ValueError(f"Unknown dataset {dataset!r}.")
 
 
+def _fold_genes(tables: dict[str, Any], extra: dict[str, Any], protocol: str, n_genes: int) -> dict[str, list[str]]:
+    """Top spatially variable genes of every fold, selected on that fold's training sections only."""
+    from hist_sd.tl._cv import _group_of, select_genes
+
+    groups = "patient" if protocol == "lopo" else "section"
+    group_of = {n: _group_of(n, t, groups) for n, t in tables.items()}
+    extra_group = {n: _group_of(n, t, groups) for n, t in extra.items()}
+    out = {}
+    for fold in dict.fromkeys(group_of.values()):
+        pool = [t for n, t in tables.items() if group_of[n] != fold] + [t for n, t in extra.items() if extra_group[n] != fold]
+        out[fold] = select_genes(pool, n_top=n_genes)
+    return out
+
+
+def _cv_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One cross-validation of the benchmark (runs in a worker process)."""
+    import torch
+
+    from hist_sd import tl
+
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    scores, summary = tl.cross_validate(
+        job["tables"], groups="patient" if job["protocol"] == "lopo" else "section", method=job["method"],
+        genes=job["genes"], train_kwargs=job["train_kwargs"], progress=False,
+    )
+    return {"scores": scores, "summary": summary, "seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
+
+
 def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[str] = METHODS,
                   n_genes: int = 50, protocols: Sequence[str] = ("lopo", "loso"), mob: bool = True,
-                  tumor: bool = True, epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
+                  tumor: bool = True, epochs: int | None = None, n_jobs: int = 2,
+                  progress: bool = False) -> pd.DataFrame:
     """Cross-validated comparison of HiST, its ablations and the baselines; writes ``out/benchmark.csv``.
 
-    With ``tumor=True`` also validates the expression-derived tumour labels against the pathologists
-    (``out/tumor_labels.csv``) and runs tumour segmentation leave-one-patient-out (``out/tumor_segmentation.csv``);
-    both tables are in ``table.attrs``.
+    Every method sees the same features, folds and per-fold genes (selected on the fold's training sections,
+    including her2st's count-only sections of training patients). Cross-validations run in ``n_jobs`` worker
+    processes with one torch thread each; ``peak_rss_mib`` is the worker's peak memory. With ``tumor=True`` also
+    validates the expression-derived tumour labels against the pathologists (``out/tumor_labels.csv``) and runs
+    tumour segmentation leave-one-patient-out (``out/tumor_segmentation.csv``); both tables are in ``table.attrs``.
     """
-    from hist_sd import tl
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from hist_sd._utils import get_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs: list[tuple[str, str, str]] = [("her2st", p, m) for p in protocols for m in methods]
-    if mob:
-        runs += [("mob", "loso", m) for m in methods]
-    cache: dict[str, tuple[dict, dict, dict]] = {}
-    rows, all_scores = [], []
     t_all = time.perf_counter()
-    for dataset, protocol, method in runs:
-        if dataset not in cache:
-            sdatas, extra = _sections_for(dataset, data_dir)
-            feat_s = with_features(sdatas, cache=out / "cache", progress=progress)
-            cache[dataset] = (sdatas, extra, feat_s)
-        sdatas, extra, feat_s = cache[dataset]
-        groups = "patient" if protocol == "lopo" else "section"
-        t0 = time.perf_counter()
-        train_kwargs = {"epochs": epochs} if epochs is not None and not method == "ridge" else {}
-        scores, summary = tl.cross_validate(
-            sdatas, groups=groups, method=method, genes=n_genes, gene_sections=extra or None,
-            train_kwargs=train_kwargs, progress=progress,
-        )
-        scores.insert(0, "protocol", protocol)
-        scores.insert(0, "dataset", dataset)
-        all_scores.append(scores)
-        row = {"dataset": dataset, "protocol": protocol, **summary.iloc[0].to_dict(),
-               "features_seconds_per_section": float(np.mean(list(feat_s.values()))),
-               "cv_seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
-        rows.append(row)
-        logger.warning("%s %s %-16s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", dataset, protocol, method,
-                       row["mean_pearson"], row["median_pearson"], row["genes_r_gt_0.3"], row["cv_seconds"])
-    table = pd.DataFrame(rows)
+    datasets_used = ["her2st"] + (["mob"] if mob else [])
+    prepared: dict[str, dict[str, Any]] = {}
+    jobs: list[dict[str, Any]] = []
+    for dataset in datasets_used:
+        sdatas, extra = _sections_for(dataset, data_dir)
+        feat_s = with_features(sdatas, cache=out / "cache", progress=progress)
+        tables = {n: get_table(s).copy() for n, s in sdatas.items()}
+        extra_tables = {n: get_table(s) for n, s in extra.items()}
+        prepared[dataset] = {"sdatas": sdatas, "features_seconds": feat_s}
+        for protocol in (protocols if dataset == "her2st" else ("loso",)):
+            t0 = time.perf_counter()
+            genes = _fold_genes(tables, extra_tables, protocol, n_genes)
+            logger.warning("%s %s: genes selected for %d folds in %.0f s", dataset, protocol, len(genes),
+                           time.perf_counter() - t0)
+            for method in methods:
+                kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
+                jobs.append({"dataset": dataset, "protocol": protocol, "method": method, "tables": tables,
+                             "genes": genes, "train_kwargs": kw})
+    jobs.sort(key=lambda j: not j["method"].startswith("hist"))  # the slowest first
+    rows, all_scores = [], []
+    with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for job, res in zip(jobs, pool.map(_cv_job, jobs), strict=True):
+            scores = res["scores"]
+            scores.insert(0, "protocol", job["protocol"])
+            scores.insert(0, "dataset", job["dataset"])
+            all_scores.append(scores)
+            row = {"dataset": job["dataset"], "protocol": job["protocol"], **res["summary"].iloc[0].to_dict(),
+                   "features_seconds_per_section": float(np.mean(list(prepared[job["dataset"]]["features_seconds"].values()))),
+                   "cv_seconds": res["seconds"], "peak_rss_mib": res["peak_rss_mib"]}
+            rows.append(row)
+            logger.warning("%s %s %-16s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", job["dataset"],
+                           job["protocol"], job["method"], row["mean_pearson"], row["median_pearson"],
+                           row["genes_r_gt_0.3"], row["cv_seconds"])
+    order = {m: i for i, m in enumerate(methods)}
+    table = pd.DataFrame(rows).sort_values(["dataset", "protocol", "method"], key=lambda c: c.map(order) if c.name == "method" else c,
+                                           kind="stable").reset_index(drop=True)
     if tumor:
         labels = run_tumor_labels(data_dir=data_dir)
         labels.to_csv(out / "tumor_labels.csv")
-        seg = run_tumor_segmentation(cache["her2st"][0] if "her2st" in cache else _sections_for("her2st", data_dir)[0],
-                                     epochs=epochs, progress=progress)
+        seg = run_tumor_segmentation(prepared["her2st"]["sdatas"], epochs=epochs, progress=progress)
         seg.to_csv(out / "tumor_segmentation.csv", index=False)
         table.attrs["tumor_labels"] = labels
         table.attrs["tumor_segmentation"] = seg

@@ -32,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, default=None)
     b.add_argument("--no-mob", action="store_true", help="skip the mouse olfactory bulb")
     b.add_argument("--no-tumor", action="store_true", help="skip tumour labels and tumour segmentation")
+    b.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each; default 2)")
     return p
 
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "benchmark":
         table = _bench.run_benchmark(args.out, data_dir=args.data_dir, methods=args.methods or _bench.METHODS,
                                      n_genes=args.genes, protocols=args.protocols, mob=not args.no_mob,
-                                     tumor=not args.no_tumor, epochs=args.epochs)
+                                     tumor=not args.no_tumor, epochs=args.epochs, n_jobs=args.jobs)
         sys.stdout.write(_bench.format_table(table) + "\n")
         if "tumor_labels" in table.attrs:
             labels = table.attrs["tumor_labels"]

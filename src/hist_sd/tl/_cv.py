@@ -113,7 +113,7 @@ def cross_validate(
     groups: str | Mapping[str, str] = "patient",
     method: str = "hist",
     task: str = "expression",
-    genes: int | Sequence[str] = 50,
+    genes: int | Sequence[str] | Mapping[str, Sequence[str]] = 50,
     truth_key: str = C.TUMOR,
     features_key: str = C.FEATURES,
     gene_sections: Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData] | None = None,
@@ -144,7 +144,8 @@ def cross_validate(
         scored with :func:`hist_sd.tl.evaluate_segmentation`'s metrics).
     genes
         A number: that many top spatially variable genes, selected per fold with :func:`hist_sd.pp.spatial_genes`
-        on the training slides (plus ``gene_sections`` of training groups); or a fixed gene list.
+        on the training slides (plus ``gene_sections`` of training groups); a fixed gene list; or a mapping from
+        fold (group) to the genes chosen for it beforehand on that fold's training slides.
     truth_key
         ``obs`` column with tumour labels (``task="tumor"``).
     features_key
@@ -202,6 +203,11 @@ def cross_validate(
         if task == "tumor":
             fold_genes = [truth_key]
             train_secs = [replace(base[n], targets=tumor_targets(tables[n], truth_key)) for n in train_names]
+        elif isinstance(genes, Mapping):
+            if fold not in genes:
+                raise KeyError(f"`genes` has no gene list for fold {fold!r}.")
+            fold_genes = list(genes[fold])
+            train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
         elif isinstance(genes, int | np.integer):
             pool = [tables[n] for n in train_names] + [t for n, t in extra.items() if extra_group[n] != fold]
             fold_genes = select_genes(pool, n_top=int(genes), spatial_genes_kwargs=spatial_genes_kwargs)
