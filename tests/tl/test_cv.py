@@ -85,3 +85,12 @@ def test_cross_validate_tumour_segmentation(sections):
     assert {"auc", "iou", "dice", "sensitivity", "precision", "f1", "specificity", "accuracy"} <= set(scores.columns)
     assert summary.loc[0, "mean_auc"] > 0.8
     assert summary.loc[0, "mean_auc"] == pytest.approx(scores["auc"].mean())
+
+
+def test_cross_validate_per_fold_gene_lists(sections, genes):
+    per_fold = {"A": genes, "B": genes[:3], "C": genes[2:]}
+    scores, _ = hs.tl.cross_validate(sections, method="ridge", genes=per_fold, progress=False)
+    for fold, g in per_fold.items():
+        assert sorted(scores.loc[scores["fold"] == fold, "gene"].unique()) == sorted(g)
+    with pytest.raises(KeyError, match="fold 'C'"):
+        hs.tl.cross_validate(sections, method="ridge", genes={"A": genes, "B": genes}, progress=False)
