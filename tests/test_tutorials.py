@@ -15,7 +15,8 @@ import hist_sd as hs
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9]*.py"))
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+# docs pages with example code (api.md holds signatures, not runnable code)
+DOCS = sorted(p for p in (ROOT / "docs").glob("*.md") if "```python" in p.read_text(encoding="utf-8") and p.name != "api.md")
 SUBPACKAGES = ("io", "datasets", "pp", "tl", "pl", "models")
 
 
@@ -44,6 +45,7 @@ def check_public(names: set[tuple[str, str]], where: str) -> None:
 
 
 def test_tutorials_exist() -> None:
+    assert [p.name for p in DOCS] == ["index.md"]
     assert [p.name for p in TUTORIALS] == ["01_expression_her2st.py", "02_tumour_regions.py"]
 
 
@@ -53,7 +55,7 @@ def test_tutorial_compiles_and_uses_public_api(path: Path) -> None:
     tree = ast.parse(source, filename=str(path))
     compile(tree, str(path), "exec")
     names = hs_names(tree)
-    assert len(names) >= 8, f"{path.name} uses only {len(names)} hist_sd functions"
+    assert len(names) >= 5, f"{path.name} uses only {len(names)} hist_sd functions"
     check_public(names, path.name)
     # no private helpers in user-facing code
     assert not re.search(r"\bhs\.\w+\._|\bhs\._|from hist_sd\.\w*\._|import hist_sd\.\w*\._", source)
@@ -81,7 +83,9 @@ def test_tutorial_check_catches_missing_names() -> None:
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_docs_code_uses_public_api(path: Path) -> None:
-    for i, block in enumerate(code_blocks(path.read_text(encoding="utf-8"))):
+    blocks = code_blocks(path.read_text(encoding="utf-8"))
+    assert blocks
+    for i, block in enumerate(blocks):
         tree = ast.parse(block, filename=f"{path.name} block {i}")
         check_public(hs_names(tree), f"{path.name} block {i}")
 

@@ -127,3 +127,13 @@ def test_errors():
     ad.obs["empty"] = np.nan
     with pytest.raises(ValueError, match="no spot"):
         hs.tl.evaluate_segmentation(ad, pred="empty")
+
+
+def test_results_concatenate():
+    import pandas as pd
+    from anndata import AnnData
+
+    obs = pd.DataFrame({"p": [0.9, 0.2, 0.8, 0.1], "t": [True, False, True, False], "section": ["s"] * 4})
+    a = hs.tl.evaluate_segmentation(AnnData(obs=obs), pred="p", truth="t")
+    both = pd.concat([a, a])
+    assert len(both) == 2 and isinstance(a.attrs["mean"]["auc"], float)

@@ -89,8 +89,9 @@ class HistModel:
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
+        outputs = f"n_genes={len(self.genes)}" if self.task == "expression" else f"truth_key={self.genes[0]!r}"
         return (
-            f"HistModel(method={self.method!r}, task={self.task!r}, n_genes={len(self.genes)}, "
+            f"HistModel(method={self.method!r}, task={self.task!r}, {outputs}, "
             f"features_key={self.features_key!r}, encoder={self.encoder!r}, feature_dim={self.feature_dim}, "
             f"n_params={n:,})"
         )

@@ -82,7 +82,7 @@ def evaluate_segmentation(
         extra = pd.DataFrame([{**df[["n_spots", "n_tumor"]].mean().to_dict(), **means.to_dict()}], index=["mean"])
         df = pd.concat([df, extra])
         df.index.name = "section"
-    df.attrs["mean"] = means
+    df.attrs["mean"] = {k: float(v) for k, v in means.items()}  # plain floats: DataFrames with attrs still concat
     return df
 
 
