@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--section", default="B4")
     ap.add_argument("--data-dir", default=os.environ.get("HIST_SD_DATA_DIR", "../shared/data"))
     ap.add_argument("--encoder", default="efficientnet-lite0")
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=None, help="encoder threads (default: torch.get_num_threads())")
     ap.add_argument("--workers", type=int, default=1, help="patch-preparing threads")
     ap.add_argument("--stain-norm", default=None, choices=[None, "macenko", "reinhard"])

@@ -40,7 +40,7 @@ def features(
     encoder: str | nn.Module | Callable[..., Any] | Encoder = "efficientnet-lite0",
     weights: str | os.PathLike[str] | None = None,
     patch_um: float | None = None,
-    batch_size: int = 32,
+    batch_size: int = 16,
     device: str | torch.device = "auto",
     stain_norm: str | None = None,
     stain_reference: np.ndarray | None = None,
