@@ -161,6 +161,7 @@ class HiSTNet(HParamsModule):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"base_width": 64, "depth": 5, "convmixer_depth": 7, "convmixer_kernel": 7},
         "small": {"base_width": 16, "depth": 5, "convmixer_depth": 7, "convmixer_kernel": 7},
+        "compact": {"base_width": 32, "depth": 3, "convmixer_depth": 3, "convmixer_kernel": 7, "dropout": 0.1},
         "tiny": {"base_width": 4, "depth": 3, "convmixer_depth": 2, "convmixer_kernel": 3},
     }
 
@@ -250,7 +251,10 @@ class HiSTNet(HParamsModule):
         ----------
         name
             ``"paper"`` (base width 64, 5 levels, 7 ConvMixer blocks of kernel 7: the published model),
-            ``"small"`` (base width 16, otherwise as the paper; trains on a CPU) or ``"tiny"`` (for tests).
+            ``"small"`` (base width 16, otherwise as the paper; trains on a CPU), ``"compact"`` (base width 32,
+            3 levels, 3 ConvMixer blocks of kernel 7, dropout 0.1: the default of :func:`hist_sd.tl.train`, which
+            generalises best across patients when trained on a few slides of spot features) or ``"tiny"``
+            (for tests).
         in_channels
             Feature channels of the input grid.
         out_channels

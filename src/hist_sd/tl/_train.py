@@ -25,9 +25,9 @@ logger = logging.getLogger("hist_sd")
 
 #: Default number of epochs per method (an epoch is one pass over the training slides, or spots for ``"mlp"``).
 DEFAULT_EPOCHS: dict[str, int] = {
-    "hist": 300,
-    "hist_noattn": 300,
-    "hist_noconvmixer": 300,
+    "hist": 400,
+    "hist_noattn": 400,
+    "hist_noconvmixer": 400,
     "mlp": 60,
     "transformer": 300,
     "gnn": 300,
@@ -35,7 +35,10 @@ DEFAULT_EPOCHS: dict[str, int] = {
 }
 #: Spots per mini-batch for the per-spot MLP.
 SPOT_BATCH = 256
-_X: dict[str, Any] = {"noise": 0.0, "spotdrop": 0.0, "pcc": 0.0, "ema": 0.0, "tta": False, "per": 2.0, "bn_train_eval": False}
+#: Default standard deviation of the Gaussian noise added to the (whitened) network inputs during training.
+DEFAULT_INPUT_NOISE: dict[str, float] = {"hist": 1.0, "hist_noattn": 1.0, "hist_noconvmixer": 1.0}
+#: Default weight of the correlation term ``mean over genes of (1 - Pearson r)`` added to the expression MSE.
+DEFAULT_CORR_WEIGHT: dict[str, float] = {"hist": 1.0, "hist_noattn": 1.0, "hist_noconvmixer": 1.0}
 
 
 def train(
@@ -49,13 +52,16 @@ def train(
     epochs: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    batch_size: int = 5,
+    batch_size: int = 8,
     augment: bool = True,
-    preset: str = "small",
+    preset: str = "compact",
     model_kwargs: Mapping[str, Any] | None = None,
     feature_norm: str = "slide",
-    pca: int | None = 64,
-    crop: int | None = None,
+    pca: int | None = 32,
+    crop: int | None = 16,
+    input_noise: float | None = None,
+    corr_weight: float | None = None,
+    tta: bool = True,
     pad_multiple: int = 16,
     layout: str = "auto",
     device: str = "auto",
@@ -84,15 +90,18 @@ def train(
     truth_key
         ``obs`` column with tumour labels for ``task="tumor"``.
     epochs
-        Training epochs (default per method, :data:`DEFAULT_EPOCHS`).
+        Training epochs (default per method, :data:`DEFAULT_EPOCHS`). With ``crop``, an epoch of a grid model
+        draws about two windows' worth of in-tissue spots from every slide.
     lr, weight_decay
         Adam settings; the learning rate follows cosine annealing over the epochs (the paper's recipe).
     batch_size
-        Slides per step for grid, set and graph models.
+        Slides (or ``crop`` windows) per step for grid and set models.
     augment
         Random flips, 90° rotations (square grids) and shifts of the spot grid.
     preset
-        Size of HiSTNet (``"small"`` for CPUs, ``"paper"`` for the published widths).
+        Size of HiSTNet: ``"compact"`` (3 levels of base width 32, 3 ConvMixer blocks; generalises best across
+        patients from a few slides and trains on a CPU), ``"small"`` (5 levels of base width 16) or ``"paper"``
+        (the published widths).
     model_kwargs
         Extra keyword arguments of the network (overriding the preset).
     feature_norm
@@ -108,6 +117,18 @@ def train(
         Grid models: train on random ``crop`` x ``crop`` windows of the spot grid (rounded up to
         ``pad_multiple``) centred on in-tissue spots instead of whole slides; many distinct samples per slide,
         and the network learns local tissue context rather than a slide's layout. ``None``: whole slides.
+        Ignored by the other methods.
+    input_noise
+        Standard deviation of Gaussian noise added to the network inputs (the whitened PCA components, or the
+        standardised features) during training; a strong regulariser for few training slides. Default per method,
+        :data:`DEFAULT_INPUT_NOISE` (1 for HiST and its ablations, 0 for the baselines).
+    corr_weight
+        ``task="expression"``: weight of a correlation term, the mean over genes of ``1 - Pearson r`` within each
+        mini-batch, added to the MSE. Default per method, :data:`DEFAULT_CORR_WEIGHT` (1 for HiST and its
+        ablations, 0 for the baselines).
+    tta
+        Grid models: predict as the mean over the grid's symmetries (the 8 flips and transposes of a square
+        grid, the 4 flips of a Visium grid), the same ones used for augmentation.
     pad_multiple, layout
         Grid settings (see :func:`hist_sd.pp.grid`).
     device
@@ -161,6 +182,9 @@ def train(
         feature_norm=feature_norm,
         pca=pca,
         crop=crop,
+        input_noise=input_noise,
+        corr_weight=corr_weight,
+        tta=tta,
         pad_multiple=pad_multiple,
         layout=layout,
         device=device,
@@ -223,13 +247,16 @@ def fit_sections(
     epochs: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
-    batch_size: int = 5,
+    batch_size: int = 8,
     augment: bool = True,
-    preset: str = "small",
+    preset: str = "compact",
     model_kwargs: Mapping[str, Any] | None = None,
     feature_norm: str = "slide",
-    pca: int | None = 64,
-    crop: int | None = None,
+    pca: int | None = 32,
+    crop: int | None = 16,
+    input_noise: float | None = None,
+    corr_weight: float | None = None,
+    tta: bool = True,
     pad_multiple: int = 16,
     layout: str = "auto",
     device: str = "auto",
@@ -259,6 +286,15 @@ def fit_sections(
     epochs = DEFAULT_EPOCHS[method] if epochs is None else int(epochs)
     if epochs < 0:
         raise ValueError(f"`epochs` must be >= 0, got {epochs}.")
+    input_noise = float(DEFAULT_INPUT_NOISE.get(method, 0.0) if input_noise is None else input_noise)
+    corr_weight = float(DEFAULT_CORR_WEIGHT.get(method, 0.0) if corr_weight is None else corr_weight)
+    for name, value in (("input_noise", input_noise), ("corr_weight", corr_weight)):
+        if not np.isfinite(value) or value < 0:
+            raise ValueError(f"`{name}` must be a non-negative number, got {value}.")
+    if crop is not None and int(crop) < 1:
+        raise ValueError(f"`crop` must be a positive number of grid cells or None, got {crop}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
     set_seed(seed)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -295,6 +331,9 @@ def fit_sections(
             "preset": preset,
             "seed": seed,
             "crop": crop,
+            "input_noise": input_noise,
+            "corr_weight": corr_weight if task == "expression" else 0.0,
+            "tta": bool(tta),
             "pca": pca if method != "ridge" else None,
             "train_sections": [s.name for s in sections],
             "n_train_spots": int(sum(int(s.in_tissue.sum()) for s in sections)),
@@ -385,8 +424,7 @@ def _fit_torch(
     step = {"grid": _grid_steps, "spot": _spot_steps, "set": _set_steps, "graph": _graph_steps}[model.kind]
     ctx = _context(model, sections)
     bar = progress(range(epochs), enabled=show_progress, desc=f"training {model.method}", leave=False)
-    ema = None
-    for ep in bar:
+    for _ in bar:
         net.train()
         losses = []
         for loss in step(model, sections, ctx, batch_size=batch_size, augment=augment, rng=rng, device=device):
@@ -394,22 +432,10 @@ def _fit_torch(
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-            if _X["ema"] and ep >= epochs // 2:
-                sd = net.state_dict()
-                if ema is None:
-                    ema = {k: v.detach().clone() for k, v in sd.items()}
-                else:
-                    for k, v in sd.items():
-                        if v.dtype.is_floating_point:
-                            ema[k].mul_(_X["ema"]).add_(v.detach(), alpha=1 - _X["ema"])
-                        else:
-                            ema[k].copy_(v)
         sched.step()
         model.history.append(float(np.mean(losses)) if losses else float("nan"))
         if show_progress and hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{model.history[-1]:.4f}")
-    if ema is not None:
-        net.load_state_dict(ema)
 
 
 def _loss(model: HistModel, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -418,16 +444,29 @@ def _loss(model: HistModel, pred: torch.Tensor, target: torch.Tensor, mask: torc
     if model.task == "tumor":
         return models.masked_bce_with_logits(pred, target, mask)
     loss = models.masked_mse(pred, target, mask)
-    if _X["pcc"]:
-        if pred.ndim == 4:
-            p, t = pred.movedim(1, -1)[mask], target.movedim(1, -1)[mask]
-        else:
-            p, t = pred[mask], target[mask]
-        p = p - p.mean(0)
-        t = t - t.mean(0)
-        r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-6)
-        loss = loss + _X["pcc"] * (1 - r).mean()
+    weight = float(model.params.get("corr_weight", 0.0))
+    if weight:
+        loss = loss + weight * _correlation_loss(pred, target, mask)
     return loss
+
+
+def _correlation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over channels of ``1 - Pearson r`` between ``pred`` and ``target`` at the masked positions."""
+    if pred.ndim == 4:
+        pred, target = pred.movedim(1, -1), target.movedim(1, -1)
+    p, t = pred[mask], target[mask]
+    p = p - p.mean(0)
+    t = t - t.mean(0)
+    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-6)
+    return (1.0 - r).mean()
+
+
+def _noisy(x: np.ndarray, model: HistModel, rng: np.random.Generator, augment: bool) -> np.ndarray:
+    """``x`` plus Gaussian training noise of standard deviation ``model.params["input_noise"]``."""
+    sd = float(model.params.get("input_noise", 0.0))
+    if not augment or not sd:
+        return x
+    return (x + sd * rng.standard_normal(x.shape)).astype(np.float32)
 
 
 def _ceil_to(n: int, m: int) -> int:
@@ -479,7 +518,7 @@ def _grid_steps(model, sections, ctx, *, batch_size, augment, rng, device):
     d = sections[0].features.shape[1]
     g = sections[0].targets.shape[1]
     if crop:  # random windows centred on in-tissue spots: many distinct samples from a few slides
-        per = [max(1, math.ceil(_X["per"] * int(s.in_tissue.sum()) / crop**2)) for s in sections]
+        per = [max(1, math.ceil(2 * int(s.in_tissue.sum()) / crop**2)) for s in sections]
         samples = rng.permutation(np.repeat(np.arange(len(sections)), per))
     else:
         samples = rng.permutation(len(sections))
@@ -500,12 +539,7 @@ def _grid_steps(model, sections, ctx, *, batch_size, augment, rng, device):
             else:
                 r, c = _augment_coords(s, size, augment=augment, square=ctx["square"], rng=rng)
                 keep = np.ones(s.n_obs, bool)
-            f = s.features[keep]
-            if augment and _X["noise"]:
-                f = f + _X["noise"] * rng.standard_normal(f.shape).astype(np.float32)
-            if augment and _X["spotdrop"]:
-                f = f * (rng.random(len(f)) >= _X["spotdrop"]).astype(np.float32)[:, None]
-            x[j][:, r[keep], c[keep]] = f.T
+            x[j][:, r[keep], c[keep]] = _noisy(s.features[keep], model, rng, augment).T
             y[j][:, r[keep], c[keep]] = s.targets[keep].T
             tissue = keep & s.in_tissue
             m[j][r[tissue], c[tissue]] = True
@@ -527,7 +561,8 @@ def _spot_steps(model, sections, ctx, *, batch_size, augment, rng, device):
         idx = order[start : start + SPOT_BATCH]
         if len(idx) < 2:
             continue
-        xb, yb = x[idx].to(device), y[idx].to(device)
+        xb = torch.from_numpy(_noisy(x[idx].numpy(), model, rng, augment)).to(device)
+        yb = y[idx].to(device)
         pred = model.net(xb)
         mask = torch.ones(len(idx), dtype=torch.bool, device=device)
         yield _loss(model, pred[:, :, None, None], yb[:, :, None, None], mask[:, None, None])
@@ -551,7 +586,7 @@ def _set_steps(model, sections, ctx, *, batch_size, augment, rng, device):
             s = sections[i]
             r, c = _augment_coords(s, max_grid, augment=augment, square=ctx["square"], rng=rng)
             k = s.n_obs
-            x[j, :k], y[j, :k], pos[j, :k, 0], pos[j, :k, 1] = s.features, s.targets, r, c
+            x[j, :k], y[j, :k], pos[j, :k, 0], pos[j, :k, 1] = _noisy(s.features, model, rng, augment), s.targets, r, c
             pad[j, :k] = False
             m[j, :k] = s.in_tissue
         pred = model.net(torch.from_numpy(x).to(device), torch.from_numpy(pos).to(device), torch.from_numpy(pad).to(device))
@@ -565,7 +600,7 @@ def _graph_steps(model, sections, ctx, *, batch_size, augment, rng, device):
     order = rng.permutation(len(sections))
     for i in order:
         s = sections[i]
-        pred = model.net(torch.from_numpy(s.features).to(device), ctx["edges"][i].to(device))
+        pred = model.net(torch.from_numpy(_noisy(s.features, model, rng, augment)).to(device), ctx["edges"][i].to(device))
         m = torch.from_numpy(s.in_tissue).to(device)
         yt = torch.from_numpy(s.targets).to(device)
         yield _loss(model, pred.T[None, :, :, None], yt.T[None, :, :, None], m[None, :, None])
@@ -580,6 +615,12 @@ def section_graph(section: Section) -> torch.Tensor:
     return models.spot_graph(section.rows, section.cols)
 
 
+def _symmetries(*, square: bool) -> list[tuple[bool, list[int]]]:
+    """Grid symmetries as (transpose first, dimensions to flip): 8 on square grids, the 4 flips otherwise."""
+    flips = [[], [-2], [-1], [-2, -1]]
+    return [(t, f) for t in ((False, True) if square else (False,)) for f in flips]
+
+
 def forward_section(model: HistModel, section: Section, x: np.ndarray, *, device: torch.device) -> np.ndarray:
     """Network outputs for one section's standardised features ``x`` ``(n, d)``, as ``(n, n_outputs)``."""
     import torch
@@ -591,26 +632,18 @@ def forward_section(model: HistModel, section: Section, x: np.ndarray, *, device
         h = _ceil_to(int(section.rows.max()) + 1, pad)
         w = _ceil_to(int(section.cols.max()) + 1, pad)
         grid = torch.from_numpy(section.grid(x, (h, w))[None]).to(device)
-        if not _X["tta"]:
+        if not model.params.get("tta", False):
             out = net(grid.contiguous(memory_format=torch.channels_last))
             return section.ungrid(out[0].float().cpu().numpy())
-        square = section.layout in ("st", "tiles")
         total = None
-        n = 0
-        for tr in ((False, True) if square else (False,)):
-            for fr in (False, True):
-                for fc in (False, True):
-                    g = grid.transpose(-1, -2) if tr else grid
-                    dims = [d for d, f in ((-2, fr), (-1, fc)) if f]
-                    if dims:
-                        g = g.flip(dims)
-                    o = net(g.contiguous())
-                    if dims:
-                        o = o.flip(dims)
-                    if tr:
-                        o = o.transpose(-1, -2)
-                    total = o if total is None else total + o
-                    n += 1
+        for transpose, flips in _symmetries(square=section.layout in ("st", "tiles")):
+            g = grid.transpose(-1, -2) if transpose else grid
+            g = g.flip(flips) if flips else g
+            o = net(g.contiguous(memory_format=torch.channels_last))
+            o = o.flip(flips) if flips else o
+            o = o.transpose(-1, -2) if transpose else o
+            total = o if total is None else total + o
+        n = len(_symmetries(square=section.layout in ("st", "tiles")))
         return section.ungrid((total / n)[0].float().cpu().numpy())
     xt = torch.from_numpy(x).to(device)
     if kind == "spot":
