@@ -22,7 +22,10 @@ MODULES: tuple[tuple[str, str], ...] = (
     ("pp", "Preprocessing: normalisation, patch features and encoders, grid and tiles, gene selection."),
     ("tl", "Tools: training, prediction, cross-validation, metrics, tumour labels."),
     ("pl", "Plots."),
-    ("models", "Torch modules (HiSTNet and baselines) and masked losses; no AnnData inside."),
+    ("get", "Accessors like `sc.get`: predictions, measured expression and scale as plain objects."),
+    ("model", "Fitted models and the registries that define methods and tasks."),
+    ("encoders", "Patch encoders: registry, EfficientNet-Lite0, CTransPath, timm, any torch module."),
+    ("nn", "Torch modules (HiSTNet and baselines) and masked losses; no AnnData inside (`hs.models` is an alias)."),
 )
 HEADER = (
     "# API reference\n\n"

@@ -31,7 +31,7 @@
 #
 # Runtime: a few minutes on 2 CPU cores, most of it in the patch encoder (about 2,000 patches). The number
 # of training epochs is deliberately small (`EPOCHS` below) so that the tutorial finishes quickly; the
-# package default for HiST is 300 epochs, which gives better predictions (use a GPU for that).
+# package default for HiST is 400 epochs (`hs.model.METHODS["hist"].epochs`), which gives better predictions.
 
 # %%
 from __future__ import annotations
@@ -57,7 +57,7 @@ logging.getLogger("hist_sd").setLevel(logging.INFO)  # hist_sd logs every key it
 
 OUT = Path(os.environ.get("HIST_SD_TUTORIAL_OUT", "/tmp/hist_sd_tutorial")) / "01_expression"
 OUT.mkdir(parents=True, exist_ok=True)
-EPOCHS = 40  # small on purpose: a few minutes on 2 CPU cores (package default for HiST: 300)
+EPOCHS = 40  # small on purpose: a few minutes on 2 CPU cores (package default for HiST: 400)
 N_GENES = 50
 TRAIN = ["C2", "C3", "C4", "C5", "C6"]  # patient C
 TEST = "B4"  # patient B: never seen in training
@@ -121,8 +121,8 @@ print(ranked.loc[genes[:10], ["median_moran", "min_moran", "n_sections"]].round(
 #
 # `hs.tl.train` places every spot on its grid (the layout of `hs.pp.grid`), turns the features into a
 # `(C, H, W)` map per slide, and trains the attention U-Net with a ConvMixer bottleneck on the standardised log-normalised
-# expression (masked MSE over the spots). `preset="small"` is the CPU-sized network; `preset="paper"` has
-# the published widths. The returned `HistModel` knows its genes, feature key, encoder and grid settings.
+# expression (masked MSE over the spots). `preset="compact"` (the default) is the CPU-sized network;
+# `preset="paper"` has the published widths. The returned `HistModel` knows its genes, feature key, encoder and grid settings.
 
 # %%
 t0 = time.perf_counter()

@@ -55,7 +55,7 @@ logging.getLogger("hist_sd").setLevel(logging.INFO)
 
 OUT = Path(os.environ.get("HIST_SD_TUTORIAL_OUT", "/tmp/hist_sd_tutorial")) / "02_tumour"
 OUT.mkdir(parents=True, exist_ok=True)
-EPOCHS = 40  # small on purpose: a few minutes on 2 CPU cores (package default for HiST: 300)
+EPOCHS = 40  # small on purpose: a few minutes on 2 CPU cores (package default for HiST: 400)
 TRAIN = ["C2", "C3", "C4", "C5", "C6"]  # patient C
 TEST = "B4"  # patient B
 TUMOUR = ("invasive cancer", "cancer in situ")

@@ -1,11 +1,15 @@
-"""hist_sd: H&E histology to spatial molecular information (HiST, G-HANet) for the scverse ecosystem."""
+"""hist_sd: H&E histology to spatial molecular information (HiST, G-HANet) for the scverse ecosystem.
+
+Subpackages load on first use (``hs.tl``, ``hs.pp`` …), so ``import hist_sd`` stays light: it imports neither
+torch nor spatialdata.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from importlib.metadata import PackageNotFoundError, version
-
-from hist_sd import datasets, io, models, pl, pp, tl
+from typing import TYPE_CHECKING, Any
 
 try:
     __version__ = version("hist_sd")
@@ -14,4 +18,22 @@ except PackageNotFoundError:  # pragma: no cover - source checkout without insta
 
 logging.getLogger("hist_sd").addHandler(logging.NullHandler())
 
-__all__ = ["__version__", "datasets", "io", "models", "pl", "pp", "tl"]
+#: Public subpackages, imported when first accessed.
+_SUBPACKAGES = ("datasets", "encoders", "get", "io", "model", "models", "nn", "pl", "pp", "tl", "train")
+
+__all__ = ["__version__", *_SUBPACKAGES]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hist_sd import datasets, encoders, get, io, model, models, nn, pl, pp, tl, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"hist_sd.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'hist_sd' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SUBPACKAGES))

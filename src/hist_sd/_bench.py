@@ -18,7 +18,13 @@ from hist_sd import _constants as C
 logger = logging.getLogger("hist_sd")
 
 HER2ST_IMAGE_SECTIONS: tuple[str, ...] = ("B4", "C2", "C3", "C4", "C5", "C6")
-METHODS: tuple[str, ...] = ("hist", "hist_noattn", "hist_noconvmixer", "ridge", "mlp", "transformer", "gnn")
+
+
+def expression_methods() -> tuple[str, ...]:
+    """Every registered method that predicts expression, in registration order (the benchmark's default)."""
+    from hist_sd.model import METHODS
+
+    return tuple(name for name, spec in METHODS.items() if "expression" in spec.tasks)
 
 
 def peak_rss_mib() -> float:
@@ -41,7 +47,7 @@ def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0"
                   progress: bool = False, key: str = C.FEATURES) -> dict[str, float]:
     """Compute (or load cached) features for every section; returns seconds per section."""
     from hist_sd import pp
-    from hist_sd._utils import get_table
+    from hist_sd._core._data import get_table
 
     seconds = {}
     for name, sdata in sdatas.items():
@@ -76,7 +82,7 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
 
     matplotlib.use("Agg")
     from hist_sd import datasets, io, pl, tl
-    from hist_sd._utils import get_table
+    from hist_sd._core._data import get_table
     from hist_sd.tl._cv import select_genes
 
     out = Path(out)
@@ -154,14 +160,14 @@ def _cv_job(job: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    scores, summary = tl.cross_validate(
+    res = tl.cross_validate(
         job["tables"], groups="patient" if job["protocol"] == "lopo" else "section", method=job["method"],
         genes=job["genes"], train_kwargs=job["train_kwargs"], progress=False,
     )
-    return {"scores": scores, "summary": summary, "seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
+    return {"scores": res.scores, "summary": res.summary, "seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
 
 
-def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[str] = METHODS,
+def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[str] | None = None,
                   n_genes: int = 50, protocols: Sequence[str] = ("lopo", "loso"), mob: bool = True,
                   tumor: bool = True, epochs: int | None = None, n_jobs: int = 2,
                   progress: bool = False) -> pd.DataFrame:
@@ -176,8 +182,9 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from hist_sd._utils import get_table
+    from hist_sd._core._data import get_table
 
+    methods = tuple(methods or expression_methods())
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -284,7 +291,7 @@ def run_tumor_segmentation(sdatas: dict[str, Any], *, methods: Sequence[str] = (
                            epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
     """Tumour segmentation from H&E, leave-one-patient-out, against expression-derived labels of each section."""
     from hist_sd import tl
-    from hist_sd._utils import get_table
+    from hist_sd._core._data import get_table
 
     for sdata in sdatas.values():
         table = get_table(sdata)
@@ -293,7 +300,8 @@ def run_tumor_segmentation(sdatas: dict[str, Any], *, methods: Sequence[str] = (
     rows = []
     for method in methods:
         kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
-        scores, summary = tl.cross_validate(sdatas, task="tumor", method=method, train_kwargs=kw, progress=progress)
+        res = tl.cross_validate(sdatas, task="tumor", method=method, train_kwargs=kw, progress=progress)
+        scores, summary = res.scores, res.summary
         row = {"dataset": "her2st", "protocol": "lopo", "task": "tumor", **summary.iloc[0].to_dict()}
         row["per_section_auc"] = "; ".join(f"{s}={a:.3f}" for s, a in zip(scores["section"], scores["auc"], strict=True))
         rows.append(row)

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "benchmark":
-        table = _bench.run_benchmark(args.out, data_dir=args.data_dir, methods=args.methods or _bench.METHODS,
+        table = _bench.run_benchmark(args.out, data_dir=args.data_dir, methods=args.methods,
                                      n_genes=args.genes, protocols=args.protocols, mob=not args.no_mob,
                                      tumor=not args.no_tumor, epochs=args.epochs, n_jobs=args.jobs)
         sys.stdout.write(_bench.format_table(table) + "\n")

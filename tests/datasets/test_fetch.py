@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import hist_sd as hs
+from hist_sd._core._files import sha256
 from hist_sd.datasets import _fetch
 
 
@@ -34,12 +35,12 @@ def test_registry_matches_mirror(data_dir: Path):
     """Every file the downloader fetches has a pinned sha256, equal to the byte-for-byte mirror copy."""
     assert len(_fetch.HER2ST_SHA256) == 30 + 30 + 6 + 7
     for rel, digest in _fetch.HER2ST_SHA256.items():
-        assert _fetch.sha256sum(data_dir / "her2st" / rel) == digest, rel
+        assert sha256(data_dir / "her2st" / rel) == digest, rel
         assert _fetch.HER2ST.url(rel).startswith(
             "https://raw.githubusercontent.com/almaan/her2st/85df7411b987a7dec3feff9718b869a7a82091ec/data/"
         )
     for rel, digest in _fetch.XCLONE_SHA256.items():
-        assert _fetch.sha256sum(data_dir / "gene_positions" / rel) == digest, rel
+        assert sha256(data_dir / "gene_positions" / rel) == digest, rel
 
 
 def test_download_path(offline_mirror: list[str], tmp_path: Path, data_dir: Path):
@@ -83,7 +84,7 @@ def test_corrupted_cache_is_refetched(offline_mirror, tmp_path: Path):
     path = _fetch.fetch(_fetch.HER2ST, rel)
     path.write_text("garbage")
     again = _fetch.fetch(_fetch.HER2ST, rel)
-    assert again == path and _fetch.sha256sum(path) == _fetch.HER2ST_SHA256[rel]
+    assert again == path and sha256(path) == _fetch.HER2ST_SHA256[rel]
     assert len(offline_mirror) == 2
     with pytest.raises(KeyError, match="not a registered file"):
         _fetch.fetch(_fetch.HER2ST, "data/ST-cnts/A1.tsv.gz")

@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 
 import hist_sd as hs
-from hist_sd._utils import get_image
+from hist_sd._core._image import get_image
 from hist_sd.datasets._her2st import HER2ST_IMAGES, HER2ST_LABELLED, HER2ST_SECTIONS, read_labels
 
 

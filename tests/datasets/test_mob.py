@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import hist_sd as hs
-from hist_sd._utils import get_image
+from hist_sd._core._image import get_image
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import hist_sd as hs
-from hist_sd._utils import get_image
+from hist_sd._core._image import get_image
 
 
 @pytest.fixture(scope="module")

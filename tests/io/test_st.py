@@ -5,7 +5,7 @@ import pytest
 from scipy import sparse
 
 import hist_sd as hs
-from hist_sd._utils import get_image
+from hist_sd._core._image import get_image
 
 
 def test_read_st_b4_structure(b4):

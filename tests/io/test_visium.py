@@ -10,7 +10,7 @@ import pytest
 from scipy import sparse
 
 import hist_sd as hs
-from hist_sd._utils import get_image
+from hist_sd._core._image import get_image
 
 SPOT_FULL = 89.42751063343188
 HIRES = 0.150015

@@ -29,7 +29,7 @@ def b4_pred(b4):
     """
     from spatialdata import SpatialData
 
-    from hist_sd.tl._evaluate import measured_matrix
+    from hist_sd._core._expr import measured_matrix
 
     table = b4.tables["table"].copy()
     meas, _ = measured_matrix(table, PRED_GENES)

@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 
 import hist_sd as hs
-from hist_sd.pl._utils import pick_level, read_crop, stored_source
-from hist_sd.tl._evaluate import measured_matrix
+from hist_sd._core._expr import measured_matrix
+from hist_sd._core._image import stored_source
+from hist_sd.pl._utils import pick_level, read_crop
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PRED_GENES = ["ERBB2", "GRB7", "COL1A1"]  # as in conftest.b4_pred

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 import hist_sd as hs
-from hist_sd._utils import get_image
-from hist_sd.models._ctranspath import CTransPath
-from hist_sd.pp._encoders import _REGISTRY, Encoder
-from hist_sd.pp._encoders_effnet import SameConv2d
-from hist_sd.pp._patches import to_model_input
+from hist_sd._core._image import get_image
+from hist_sd.encoders._ctranspath import CTransPath
+from hist_sd.encoders._effnet import SameConv2d
+from hist_sd.encoders._patches import to_model_input
+from hist_sd.encoders._registry import _REGISTRY, Encoder
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,16 @@ from anndata import AnnData
 from spatialdata import SpatialData
 
 import hist_sd as hs
-from hist_sd._utils import get_image
-from hist_sd.pp._encoders import file_sha256
-from hist_sd.pp._patches import FILL, PatchReader, StainNormalizer, pick_reference, prefetch, raster_order
+from hist_sd._core._files import sha256 as file_sha256
+from hist_sd._core._image import get_image
+from hist_sd.encoders._patches import (
+    FILL,
+    PatchReader,
+    StainNormalizer,
+    pick_reference,
+    prefetch,
+    raster_order,
+)
 
 
 def _small(b4, idx) -> SpatialData:

@@ -5,7 +5,7 @@ import pytest
 import spatialdata as sd
 
 import hist_sd as hs
-from hist_sd._utils import get_image
+from hist_sd._core._image import get_image
 
 
 def _disc_image(size: int = 2000, radius: int = 600, seed: int = 0) -> np.ndarray:

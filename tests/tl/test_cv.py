@@ -18,7 +18,9 @@ def _perturbed(ad):
 
 
 def test_cross_validate_tidy_output(sections, genes):
-    scores, summary = hs.tl.cross_validate(sections, genes=genes, train_kwargs=KW, progress=False)
+    res = hs.tl.cross_validate(sections, genes=genes, train_kwargs=KW, progress=False)
+    assert isinstance(res, hs.tl.CVResult) and res.models == {}  # one return type whatever the flags
+    scores, summary = res.scores, res.summary
     assert list(scores.columns[:5]) == ["method", "fold", "section", "gene", "pearson"]
     assert set(scores["fold"]) == {"A", "B", "C"}
     assert set(scores["section"]) == set(sections)
@@ -31,22 +33,23 @@ def test_cross_validate_tidy_output(sections, genes):
 
 
 def test_leave_one_section_out(sections, genes):
-    scores, _ = hs.tl.cross_validate(sections, groups="section", method="ridge", genes=genes, progress=False)
+    res = hs.tl.cross_validate(sections, groups="section", method="ridge", genes=genes, progress=False)
+    scores = res.scores
     assert set(scores["fold"]) == set(sections)
     assert scores.groupby("section")["pearson"].mean().min() > 0.7  # linear truth
 
 
 def test_held_out_expression_cannot_influence_its_fold(sections, genes):
     """Leak test: changing the held-out patient's expression leaves its fold's model and predictions unchanged."""
-    _, _, m1 = hs.tl.cross_validate(sections, genes=genes, train_kwargs=KW, progress=False, return_models=True)
+    m1 = hs.tl.cross_validate(sections, genes=genes, train_kwargs=KW, progress=False, return_models=True).models
     leaked = dict(sections, C1=_perturbed(sections["C1"]))
-    _, _, m2 = hs.tl.cross_validate(leaked, genes=genes, train_kwargs=KW, progress=False, return_models=True)
+    m2 = hs.tl.cross_validate(leaked, genes=genes, train_kwargs=KW, progress=False, return_models=True).models
     for a, b in zip(m1["C"].net.state_dict().values(), m2["C"].net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     np.testing.assert_array_equal(m1["C"].target_mean, m2["C"].target_mean)
     # ... while the same change to a training section does change that fold's model (the test can fail)
     changed = dict(sections, B1=_perturbed(sections["B1"]))
-    _, _, m3 = hs.tl.cross_validate(changed, genes=genes, train_kwargs=KW, progress=False, return_models=True)
+    m3 = hs.tl.cross_validate(changed, genes=genes, train_kwargs=KW, progress=False, return_models=True).models
     assert not np.array_equal(m1["C"].target_mean, m3["C"].target_mean)
 
 
@@ -59,7 +62,8 @@ def test_gene_selection_never_sees_the_held_out_group(sections, genes, section_m
 
     monkeypatch.setattr(hs.pp, "spatial_genes", spy, raising=False)
     extra = {"A9": section_maker("A9", "A", seed=9), "C9": section_maker("C9", "C", seed=10)}
-    scores, _ = hs.tl.cross_validate(sections, genes=3, gene_sections=extra, method="ridge", progress=False)
+    res = hs.tl.cross_validate(sections, genes=3, gene_sections=extra, method="ridge", progress=False)
+    scores = res.scores
     assert seen == [{"B1", "C1", "C9"},  # fold A: no A section, not the extra A9
                     {"A1", "A2", "C1", "A9", "C9"},  # fold B
                     {"A1", "A2", "B1", "A9"}]  # fold C
@@ -79,8 +83,9 @@ def test_cross_validate_errors(sections, genes):
 def test_cross_validate_tumour_segmentation(sections):
     for ad in sections.values():
         ad.obs["tumor"] = ad.obsm["X_hist"][:, 0] > 0.2
-    scores, summary = hs.tl.cross_validate(sections, task="tumor", method="mlp", train_kwargs={"epochs": 30},
+    res = hs.tl.cross_validate(sections, task="tumor", method="mlp", train_kwargs={"epochs": 30},
                                            progress=False)
+    scores, summary = res.scores, res.summary
     assert set(scores["section"]) == set(sections)
     assert {"auc", "iou", "dice", "sensitivity", "precision", "f1", "specificity", "accuracy"} <= set(scores.columns)
     assert summary.loc[0, "mean_auc"] > 0.8
@@ -89,7 +94,8 @@ def test_cross_validate_tumour_segmentation(sections):
 
 def test_cross_validate_per_fold_gene_lists(sections, genes):
     per_fold = {"A": genes, "B": genes[:3], "C": genes[2:]}
-    scores, _ = hs.tl.cross_validate(sections, method="ridge", genes=per_fold, progress=False)
+    res = hs.tl.cross_validate(sections, method="ridge", genes=per_fold, progress=False)
+    scores = res.scores
     for fold, g in per_fold.items():
         assert sorted(scores.loc[scores["fold"] == fold, "gene"].unique()) == sorted(g)
     with pytest.raises(KeyError, match="fold 'C'"):

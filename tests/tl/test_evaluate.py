@@ -10,7 +10,9 @@ import scanpy as sc
 from scipy import sparse, stats
 
 import hist_sd as hs
-from hist_sd.tl._evaluate import correlate, looks_like_counts, measured_matrix
+from hist_sd._core._expr import is_counts as looks_like_counts
+from hist_sd._core._expr import measured_matrix
+from hist_sd._core._stats import correlate
 
 
 def _adata(

@@ -37,7 +37,7 @@ def test_predict_writes_table_and_bare_image_table(b4_features, data_dir, tmp_pa
     jpg = data_dir / "her2st" / "data" / "ST-imgs" / "B" / "B4" / "BT10737_D2_HE.jpg"
     bare = hs.io.read_image(jpg, mpp=0.6876, scale_factors=(4, 4))
     hs.pp.tile(bare, tile_um=400)
-    hs.pp.features(bare, table_key="tiles", progress=False)
+    hs.pp.features(bare, table_key="tiles", patch_um=100, progress=False)  # the model's 100 µm patches
     hs.tl.predict(bare, model)
     pred = bare.tables["hist_pred"]
     tiles = bare.tables["tiles"]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import hist_sd as hs
-from hist_sd.tl._data import log_expression
+from hist_sd.model._tasks import log_expression
 
 TINY = {"preset": "tiny", "model_kwargs": {"base_width": 8}, "epochs": 150, "lr": 1e-2, "progress": False}
 

@@ -9,25 +9,20 @@ import pytest
 import torch
 
 import hist_sd as hs
-from hist_sd.tl._data import prepare_section
-from hist_sd.tl._train import (
-    DEFAULT_CORR_WEIGHT,
-    DEFAULT_EPOCHS,
-    DEFAULT_INPUT_NOISE,
-    _correlation_loss,
-    _symmetries,
-)
+from hist_sd.model import METHODS, prepare_section
+from hist_sd.model._forward import symmetries as _symmetries
+from hist_sd.nn import masked_correlation_loss as _correlation_loss
 
 TINY = {"preset": "tiny", "model_kwargs": {"base_width": 8}, "epochs": 3, "progress": False}
 
 
 def test_defaults_are_shared_by_hist_and_its_ablations(sections, genes):
-    for table in (DEFAULT_EPOCHS, DEFAULT_INPUT_NOISE, DEFAULT_CORR_WEIGHT):
-        assert table["hist"] == table["hist_noattn"] == table["hist_noconvmixer"]
-    assert DEFAULT_INPUT_NOISE["hist"] > 0 and DEFAULT_CORR_WEIGHT["hist"] > 0
+    for field in ("epochs", "input_noise", "corr_weight"):
+        assert getattr(METHODS["hist"], field) == getattr(METHODS["hist_noattn"], field) == getattr(METHODS["hist_noconvmixer"], field)
+    assert METHODS["hist"].input_noise > 0 and METHODS["hist"].corr_weight > 0
     hist = hs.tl.train(sections["A1"], genes=genes, method="hist_noattn", **TINY)
     mlp = hs.tl.train(sections["A1"], genes=genes, method="mlp", epochs=2, progress=False)
-    assert hist.params["input_noise"] == DEFAULT_INPUT_NOISE["hist"] and hist.params["tta"] is True
+    assert hist.params["input_noise"] == METHODS["hist"].input_noise and hist.params["tta"] is True
     assert hist.params["crop"] == 16 and hist.params["pca"] == 32 and hist.params["batch_size"] == 8
     assert mlp.params["input_noise"] == 0.0 and mlp.params["corr_weight"] == 0.0
     compact = hs.models.HiSTNet.from_preset("compact", 32, 5)
@@ -67,7 +62,7 @@ def test_input_noise_and_corr_weight_change_training(sections, genes):
 def test_tta_averages_over_grid_symmetries(sections, genes):
     assert len(_symmetries(square=True)) == 8 and len(_symmetries(square=False)) == 4
     model = hs.tl.train([sections["A1"], sections["B1"]], genes=genes, **TINY)
-    sec = prepare_section(sections["C1"], features_key="X_hist", with_targets=False, name="C1")
+    sec = prepare_section(sections["C1"], features_key="X_hist", name="C1")
     swapped = replace(sec, rows=sec.cols, cols=sec.rows, grid_shape=sec.grid_shape[::-1])
     # averaged over the 8 symmetries, a transposed slide gets the same predictions spot by spot
     np.testing.assert_allclose(model.predict_section(sec), model.predict_section(swapped), rtol=1e-4, atol=1e-4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -14,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hist_sd import _constants as C
-from hist_sd._utils import data_dir as _env_data_dir
+from hist_sd._core._data import data_dir as _env_data_dir
+from hist_sd._core._files import sha256
 
 logger = logging.getLogger("hist_sd")
 
@@ -179,15 +179,6 @@ def mirror_root(name: str, data_dir: PathLike | None = None) -> Path | None:
     )
 
 
-def sha256sum(path: PathLike) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _download(url: str, dest: Path) -> None:
     """Stream ``url`` into ``dest`` (the only function that touches the network; tests replace it)."""
     with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
@@ -205,7 +196,7 @@ def fetch(source: Source, rel: str, *, cache_dir: PathLike | None = None) -> Pat
     expected = source.sha256[rel]
     dest = cache_root(cache_dir) / source.name / rel
     if dest.is_file():
-        if sha256sum(dest) == expected:
+        if sha256(dest) == expected:
             return dest
         logger.warning("%s: cached file has the wrong sha256; downloading it again.", dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +214,7 @@ def fetch(source: Source, rel: str, *, cache_dir: PathLike | None = None) -> Pat
                 f"of the data with `data_dir=` or the ${C.DATA_DIR_ENV} environment variable "
                 f"(a folder holding {source.name}/ in the layout of the original repository)."
             ) from err
-        got = sha256sum(tmp)
+        got = sha256(tmp)
         if got != expected:
             raise OSError(
                 f"sha256 mismatch for {url}: expected {expected}, got {got}. The download is corrupted or "

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-from hist_sd._utils import check_key_free, log_written, store_params
+from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd.datasets._fetch import GENE_POSITIONS, PathLike, locate
 
 logger = logging.getLogger("hist_sd")
@@ -60,10 +60,9 @@ def gene_positions(
     needed = {"GeneName", "GeneID", "chr", "start", "stop", "arm", "band"}
     if not needed <= set(raw.columns):
         raise ValueError(f"{str(path)!r} is not an xclone gene annotation; it lacks {sorted(needed - set(raw.columns))}.")
-    chrom = raw["chr"].astype(str).str.replace(r"^chr", "", regex=True).to_numpy(dtype=object)
     df = pd.DataFrame(
         {
-            "chromosome": "chr" + chrom,
+            "chromosome": _chr(raw["chr"]).to_numpy(dtype=object),
             "start": raw["start"].astype(np.int64).to_numpy(),
             "end": raw["stop"].astype(np.int64).to_numpy(),
             "arm": raw["arm"].astype(str).to_numpy(),
@@ -73,6 +72,34 @@ def gene_positions(
         index=pd.Index(raw["GeneName"].astype(str).to_numpy(), name=None),
     )
     return df[~df.index.duplicated(keep="first")]
+
+
+def check_positions(table: pd.DataFrame, *, what: str = "gene_positions") -> pd.DataFrame:
+    """A user's gene-position table in this module's layout: unique symbols, ``"chr"``-prefixed chromosomes.
+
+    Parameters
+    ----------
+    table
+        Indexed by gene symbol, with columns ``chromosome``, ``start``, ``end`` (chromosomes with or without
+        the ``"chr"`` prefix).
+    what
+        Argument name for error messages.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"`{what}` must be a DataFrame indexed by gene, got {type(table).__name__}.")
+    missing = {"chromosome", "start", "end"} - set(table.columns)
+    if missing:
+        raise ValueError(
+            f"`{what}` needs columns 'chromosome', 'start', 'end' (indexed by gene symbol); missing {sorted(missing)}."
+        )
+    pos = table.loc[~table.index.duplicated(keep="first"), ["chromosome", "start", "end"]].copy()
+    pos["chromosome"] = _chr(pos["chromosome"]).where(pos["chromosome"].notna())
+    return pos
+
+
+def _chr(values: pd.Series) -> pd.Series:
+    """Chromosome names with the ``"chr"`` prefix infercnvpy expects."""
+    return "chr" + values.astype(str).str.replace(r"^chr", "", regex=True)
 
 
 def add_gene_positions(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from hist_sd._utils import progress as _progress
+from hist_sd._core._runtime import progress as _progress
 from hist_sd.datasets._fetch import HER2ST, PathLike, locate, mirror_root
 from hist_sd.io._build import DEFAULT_SCALE_FACTORS
 from hist_sd.io._st import read_st

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from hist_sd import _constants as C
-from hist_sd._utils import data_dir as _env_data_dir
-from hist_sd._utils import progress as _progress
+from hist_sd._core._data import data_dir as _env_data_dir
+from hist_sd._core._runtime import progress as _progress
 from hist_sd.datasets._fetch import PathLike, mirror_root
 from hist_sd.datasets._her2st import check_sections
 from hist_sd.io._build import DEFAULT_SCALE_FACTORS

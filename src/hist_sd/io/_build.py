@@ -15,6 +15,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from hist_sd import _constants as C
+from hist_sd._core._image import block_mean
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -206,7 +207,7 @@ def image_model(
 ) -> Any:
     """A ``(y, x, 3)`` uint8 array as a spatialdata image element ``(c, y, x)`` (multiscale with ``scale_factors``).
 
-    The pyramid is computed once, eagerly, by integer block means (uint8 throughout), so reading a coarse level
+    The pyramid is computed once, eagerly, by block means rounded to uint8 (:func:`hist_sd._core._image.block_mean`), so reading a coarse level
     costs no more than its size; spatialdata's default builds the levels lazily in float64 and recomputes them
     from full resolution on every read. Pyramid levels that would be smaller than 64 px are dropped.
     """
@@ -218,14 +219,9 @@ def image_model(
     levels = [chw]
     for f in scale_factors or ():
         prev = levels[-1]
-        h, w = prev.shape[1] // f, prev.shape[2] // f
-        if min(h, w) < 64:
+        if min(prev.shape[1] // f, prev.shape[2] // f) < 64:
             break
-        acc = np.zeros((3, h, w), dtype=np.uint32 if f > 16 else np.uint16)
-        for dy in range(f):
-            for dx in range(f):
-                acc += prev[:, dy : h * f : f, dx : w * f : f]
-        levels.append(((acc + f * f // 2) // (f * f)).astype(np.uint8))
+        levels.append(block_mean(prev, f, dtype=np.uint8))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = [

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hist_sd import _constants as C
-from hist_sd._utils import is_spatialdata, resolve_image_key
+from hist_sd._core._data import is_spatialdata
+from hist_sd._core._image import resolve_image_key
 from hist_sd.io._build import DEFAULT_SCALE_FACTORS, IMAGE_MPP, ImageLike, image_model, load_rgb
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
-from hist_sd._utils import atomic_path
+from hist_sd._core._files import atomic_path
 
 logger = logging.getLogger("hist_sd")
 

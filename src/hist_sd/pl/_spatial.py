@@ -12,9 +12,12 @@ import pandas as pd
 from anndata import AnnData
 
 from hist_sd import _constants as C
-from hist_sd._utils import resolve
-from hist_sd.pl._utils import PathLike, as_list, finish, image_levels, pick_level, read_crop
-from hist_sd.tl._evaluate import _tissue_mask, correlate, measured_matrix, prediction_matrix
+from hist_sd._core._data import resolve
+from hist_sd._core._expr import measured_matrix, spots_to_score
+from hist_sd._core._image import image_levels, resolve_image_key
+from hist_sd._core._stats import correlate
+from hist_sd.get._accessors import prediction_matrix
+from hist_sd.pl._utils import PathLike, as_list, finish, pick_level, read_crop
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -99,7 +102,7 @@ def _scene(
         if image_key is None:
             logger.info("No image to draw under the spots (pass `image_key=`).")
             return scene
-    levels = image_levels(sdata, image_key)
+    levels = image_levels(sdata.images[resolve_image_key(sdata, image_key)])
     full = levels[0][1]
     full_shape = (int(full.sizes["y"]), int(full.sizes["x"]))
     x0, x1, y0, y1 = box
@@ -538,7 +541,7 @@ def predicted_vs_measured(
         raise ValueError("`genes` is empty.")
     pred_panels = _gene_panels(adata, gene_list, key=pred_key, layer=None, normalize=None)
     meas_panels = _gene_panels(adata, gene_list, key=None, layer=layer, normalize=None)
-    mask = _tissue_mask(adata, in_tissue_only)
+    mask = spots_to_score(adata, in_tissue_only)
     pred = np.column_stack([p.values for p in pred_panels])[mask]
     meas = np.column_stack([p.values for p in meas_panels])[mask]
     r, _, _ = correlate(pred, meas)

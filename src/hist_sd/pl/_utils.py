@@ -1,4 +1,4 @@
-"""Helpers shared by the plotting functions: image pyramid levels, saving, showing."""
+"""Helpers shared by the plotting functions: pyramid level choice and crops, saving, showing."""
 
 from __future__ import annotations
 
@@ -10,29 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hist_sd._utils import atomic_path
+from hist_sd._core._files import atomic_path
+from hist_sd._core._image import block_mean, stored_source
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from spatialdata import SpatialData
 
 logger = logging.getLogger("hist_sd")
 
 PathLike = str | os.PathLike[str]
-
-
-def image_levels(sdata: SpatialData, image_key: str) -> list[tuple[str, Any]]:
-    """The levels of an image element as ``[(name, DataArray (c, y, x)), ...]``, full resolution first."""
-    if image_key not in sdata.images:
-        raise KeyError(
-            f"`image_key`={image_key!r} is not an image of this SpatialData; it has {sorted(sdata.images)}."
-        )
-    img = sdata.images[image_key]
-    if not hasattr(img, "children"):
-        return [("scale0", img)]
-    names = sorted(img.children, key=lambda s: int("".join(ch for ch in s if ch.isdigit()) or 0))
-    return [(name, next(iter(img[name].data_vars.values()))) for name in names]
 
 
 def pick_level(
@@ -67,37 +54,6 @@ def pick_level(
     return best
 
 
-def _graph_keys(arr: Any) -> set[Any]:
-    data = getattr(arr, "data", arr)
-    graph = getattr(data, "__dask_graph__", None)
-    g = graph() if graph is not None else None
-    return set(g.keys()) if g is not None else set()
-
-
-def stored_source(levels: Sequence[tuple[str, Any]], level: int) -> int:
-    """The level to read for ``level``: itself when it is stored, else the coarsest finer level it derives from.
-
-    A pyramid built in memory (e.g. by ``Image2DModel.parse(scale_factors=...)``) computes every coarse level
-    lazily from the full-resolution array, so reading it resamples the whole image; a level read from a zarr
-    store is stored. A level counts as derived when its dask graph contains a finer level's tasks.
-    """
-    keys = _graph_keys(levels[level][1])
-    if not keys:
-        return level
-    for k in range(level - 1, -1, -1):
-        finer = _graph_keys(levels[k][1])
-        if finer and finer & keys:
-            source = k
-            while source > 0:  # the coarsest finer level that is itself stored
-                below = _graph_keys(levels[source][1])
-                if any(_graph_keys(levels[j][1]) & below for j in range(source)):
-                    source -= 1
-                else:
-                    break
-            return source
-    return level
-
-
 def read_crop(
     levels: Sequence[tuple[str, Any]], level: int, box: tuple[float, float, float, float]
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
@@ -126,14 +82,8 @@ def read_crop(
         iy1 = min(iy0 + -(-(iy1 - iy0) // step) * step, hs_)
     crop = np.asarray(arr.isel(y=slice(iy0, iy1), x=slice(ix0, ix1)).values)
     if step > 1:
-        c, h, w = crop.shape
-        h, w = (h // step) * step, (w // step) * step
-        acc = np.zeros((c, h // step, w // step), dtype=np.uint32)
-        for i in range(step):  # strided sums of the block members: fast, no big float copy
-            for j in range(step):
-                acc += crop[:, i:h:step, j:w:step]
-        crop = np.rint(acc / (step * step))
-        iy1, ix1 = iy0 + h, ix0 + w
+        crop = block_mean(crop, step, dtype=np.uint8)
+        iy1, ix1 = iy0 + crop.shape[1] * step, ix0 + crop.shape[2] * step
     crop = np.moveaxis(np.asarray(crop), 0, -1)
     if crop.shape[-1] == 1:
         crop = np.repeat(crop, 3, axis=-1)

@@ -1,6 +1,6 @@
 """hist_sd.pp."""
 
-from hist_sd.pp._encoders import Encoder, get_encoder, list_encoders, register_encoder
+from hist_sd.encoders import Encoder, get_encoder, list_encoders, register_encoder
 from hist_sd.pp._features import features
 from hist_sd.pp._genes import spatial_genes
 from hist_sd.pp._grid import from_grid, grid, to_grid

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hist_sd import _constants as C
-from hist_sd._utils import check_key_free, get_image, get_meta, get_mpp, log_written, resolve, store_params
-from hist_sd._utils import progress as progress_bar
-from hist_sd.pp._encoders import Encoder, get_encoder
-from hist_sd.pp._patches import (
+from hist_sd._core._data import get_meta, get_mpp, resolve
+from hist_sd._core._image import get_image
+from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._runtime import progress as progress_bar
+from hist_sd.encoders._patches import (
     STAIN_METHODS,
     PatchReader,
     StainNormalizer,
@@ -22,6 +23,7 @@ from hist_sd.pp._patches import (
     raster_order,
     to_model_input,
 )
+from hist_sd.encoders._registry import Encoder, get_encoder
 
 if TYPE_CHECKING:
     import torch

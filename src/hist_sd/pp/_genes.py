@@ -15,10 +15,10 @@ from anndata import AnnData
 from scipy import sparse
 
 from hist_sd import _constants as C
-from hist_sd._utils import as_sections, check_key_free, get_table, log_written, match_genes, store_params
-from hist_sd._utils import progress as _progress
-from hist_sd.pp._grid import in_tissue_mask
-from hist_sd.pp._normalize import is_counts
+from hist_sd._core._data import as_sections, get_table, match_genes
+from hist_sd._core._expr import in_tissue_mask, is_counts, log_normalize
+from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._runtime import progress as _progress
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -48,17 +48,6 @@ def _source(adata: AnnData, layer: str | None) -> Any:
 
 def _min_spots(min_cells: float, n: int) -> float:
     return min_cells * n if min_cells < 1 else float(min_cells)
-
-
-def _log_norm(mat: Any, cols: np.ndarray, target_sum: float = 1e4) -> sparse.csr_matrix:
-    """``log1p`` of library-size-normalised counts for columns ``cols`` (totals over every gene)."""
-    x = sparse.csr_matrix(mat, dtype=np.float64)
-    totals = np.asarray(x.sum(axis=1)).ravel()
-    totals[totals == 0] = 1.0
-    sub = sparse.csr_matrix(x[:, cols])
-    sub = sparse.csr_matrix(sparse.diags(target_sum / totals) @ sub)
-    sub.data = np.log1p(sub.data)
-    return sub.astype(np.float32)
 
 
 def _moran(coords: np.ndarray, expr: Any, genes: Sequence[str], n_neighs: int) -> pd.DataFrame:
@@ -220,7 +209,7 @@ def spatial_genes(
         mat = _source(t, layer)[mask]
         gcols = t.var_names.get_indexer(cand)
         if is_counts(mat):
-            expr = _log_norm(mat, gcols)
+            expr = log_normalize(sparse.csr_matrix(mat), gcols, dtype=np.float32)
         else:
             expr = sparse.csr_matrix(mat[:, gcols], dtype=np.float32)
         res = _moran(np.asarray(t.obsm[C.SPATIAL])[mask], expr, list(cand), int(n_neighs))

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -12,104 +11,16 @@ from anndata import AnnData
 from scipy import sparse
 
 from hist_sd import _constants as C
-from hist_sd._utils import check_key_free, log_written, resolve, store_params
+from hist_sd._core._data import resolve
+from hist_sd._core._expr import in_tissue_mask
+from hist_sd._core._grid import Layout, assign_grid, gather, scatter
+from hist_sd._core._params import check_key_free, log_written, store_params
 
 if TYPE_CHECKING:
     import torch
     from spatialdata import SpatialData
 
 logger = logging.getLogger("hist_sd")
-
-Layout = Literal["auto", "visium", "st", "tiles"]
-
-_LAYOUTS = ("visium", "st", "tiles")
-_TECHNOLOGY_LAYOUT = {"visium": "visium", "st": "st", "tiles": "tiles"}
-
-
-def _obs_int(adata: AnnData, key: str, what: str) -> np.ndarray:
-    """``obs[key]`` as integers (raises when missing, non-finite or not whole numbers)."""
-    if key not in adata.obs:
-        raise KeyError(f"layout={what!r} needs `obs[{key!r}]`; the table has {list(adata.obs.columns)}.")
-    vals = pd.to_numeric(adata.obs[key], errors="coerce").to_numpy(dtype=float)
-    if not np.isfinite(vals).all():
-        raise ValueError(f"`obs[{key!r}]` has missing or non-numeric values; layout={what!r} needs integers.")
-    rounded = np.rint(vals)
-    if not np.allclose(vals, rounded, atol=1e-6):
-        raise ValueError(f"`obs[{key!r}]` must hold whole numbers for layout={what!r}.")
-    return rounded.astype(np.int64)
-
-
-def _st_coords(adata: AnnData) -> tuple[np.ndarray, np.ndarray]:
-    """Legacy ST: integer array rows/cols, or the rounded float array coordinates ``array_y``/``array_x``."""
-    if "array_row" in adata.obs and "array_col" in adata.obs:
-        row = pd.to_numeric(adata.obs["array_row"], errors="coerce").to_numpy(dtype=float)
-        col = pd.to_numeric(adata.obs["array_col"], errors="coerce").to_numpy(dtype=float)
-    elif "array_y" in adata.obs and "array_x" in adata.obs:
-        row = pd.to_numeric(adata.obs["array_y"], errors="coerce").to_numpy(dtype=float)
-        col = pd.to_numeric(adata.obs["array_x"], errors="coerce").to_numpy(dtype=float)
-    else:
-        raise KeyError(
-            "layout='st' needs `obs['array_row']`/`obs['array_col']` (or float `obs['array_y']`/`obs['array_x']`); "
-            f"the table has {list(adata.obs.columns)}."
-        )
-    if not (np.isfinite(row).all() and np.isfinite(col).all()):
-        raise ValueError("The spots' array coordinates have missing or non-numeric values.")
-    return np.rint(row).astype(np.int64), np.rint(col).astype(np.int64)
-
-
-def grid_coords(adata: AnnData, layout: str) -> tuple[np.ndarray, np.ndarray]:
-    """Integer ``(row, col)`` of every spot for ``layout`` (before shifting to a 0 origin)."""
-    if layout == "visium":
-        row = _obs_int(adata, "array_row", layout)
-        acol = _obs_int(adata, "array_col", layout)
-        # HiST: Visium's hexagonal array interleaves even and odd columns row by row.
-        col = np.where(row % 2 == 0, acol // 2, (acol - 1) // 2)
-        return row, col
-    if layout == "st":
-        return _st_coords(adata)
-    if layout == "tiles":
-        return _obs_int(adata, "array_row", layout), _obs_int(adata, "array_col", layout)
-    raise ValueError(f"`layout` must be one of 'auto', {', '.join(map(repr, _LAYOUTS))}; got {layout!r}.")
-
-
-def _pick_layout(adata: AnnData, layout: str) -> str:
-    if layout != "auto":
-        if layout not in _LAYOUTS:
-            raise ValueError(f"`layout` must be one of 'auto', {', '.join(map(repr, _LAYOUTS))}; got {layout!r}.")
-        return layout
-    tech = str(adata.uns.get(C.UNS_KEY, {}).get(C.TECHNOLOGY, "")).lower()
-    if tech not in _TECHNOLOGY_LAYOUT:
-        raise ValueError(
-            f"layout='auto' reads `uns[{C.UNS_KEY!r}][{C.TECHNOLOGY!r}]`, which is {tech or 'missing'!r}; "
-            f"pass `layout=` as one of {', '.join(map(repr, _LAYOUTS))}."
-        )
-    return _TECHNOLOGY_LAYOUT[tech]
-
-
-def assign_grid(
-    adata: AnnData, *, layout: str = "auto", pad_multiple: int = 16, margin: int = 0
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int], str]:
-    """0-based grid rows and columns of every spot, the padded grid shape and the layout used (writes nothing).
-
-    The engine of :func:`grid`; two spots on one cell are an error.
-    """
-    lay = _pick_layout(adata, layout)
-    row, col = grid_coords(adata, lay)
-    row = row - row.min() + margin
-    col = col - col.min() + margin
-
-    flat = pd.Series(row * (int(col.max()) + 1) + col)
-    dup = flat.duplicated(keep=False).to_numpy()
-    if dup.any():
-        names = list(adata.obs_names[dup][:4])
-        raise ValueError(
-            f"{int(dup.sum())} spots share a grid cell with another spot under layout={lay!r} (e.g. {names} "
-            f"at row {int(row[dup][0])}, col {int(col[dup][0])}); check the layout and the array coordinates."
-        )
-    height = math.ceil((int(row.max()) + 1 + margin) / pad_multiple) * pad_multiple
-    width = math.ceil((int(col.max()) + 1 + margin) / pad_multiple) * pad_multiple
-    return row, col, (height, width), lay
-
 
 def grid(
     data: AnnData | SpatialData,
@@ -142,7 +53,7 @@ def grid(
     margin
         Empty cells added before the first and after the last occupied row and column.
     table_key
-        Table of a SpatialData (see :func:`hist_sd._utils.resolve`).
+        Table of a SpatialData.
     key_added
         Grid cells go to ``obs[f"{key_added}_row"]`` and ``obs[f"{key_added}_col"]`` (``grid_row``,
         ``grid_col`` by default); the grid description to ``uns[key_added]``.
@@ -152,7 +63,8 @@ def grid(
     Returns
     -------
     Nothing; writes 0-based ``obs["grid_row"]``/``obs["grid_col"]`` and ``uns[key_added]`` with ``"shape"``
-    ``[H, W]``, ``"layout"``, ``"row_key"``, ``"col_key"`` and ``"params"``.
+    ``[H, W]``, ``"layout"``, ``"row_key"``, ``"col_key"``, ``"row_parity"`` (Visium: the array row parity of grid
+    row 0, which fixes the hexagonal neighbours; 0 otherwise) and ``"params"``.
     """
     _, adata = resolve(data, table_key)
     if not isinstance(pad_multiple, int | np.integer) or pad_multiple < 1:
@@ -166,14 +78,17 @@ def grid(
     check_key_free(adata.obs, col_key, "obs", overwrite=overwrite)
     check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
 
-    row, col, (height, width), lay = assign_grid(adata, layout=layout, pad_multiple=pad_multiple, margin=margin)
+    row, col, (height, width), lay, parity = assign_grid(
+        adata, layout=layout, pad_multiple=pad_multiple, margin=margin
+    )
 
     adata.obs[row_key] = row
     adata.obs[col_key] = col
     params = {"layout": layout, "pad_multiple": int(pad_multiple), "margin": int(margin)}
     if key_added in adata.uns and overwrite:
         del adata.uns[key_added]
-    store_params(adata, key_added, params, shape=[height, width], layout=lay, row_key=row_key, col_key=col_key)
+    store_params(adata, key_added, params, shape=[height, width], layout=lay, row_key=row_key, col_key=col_key,
+                 row_parity=int(parity))
     log_written("obs", row_key, col_key)
     log_written("uns", key_added)
     logger.info("grid %d x %d (%s layout) for %d spots", height, width, lay, adata.n_obs)
@@ -232,17 +147,6 @@ def _values(adata: AnnData, values: str | np.ndarray | Any, layer: str | None) -
     return arr
 
 
-def in_tissue_mask(adata: AnnData) -> np.ndarray:
-    """Boolean ``(n_obs,)``: ``obs["in_tissue"]`` truthy, or all spots when the column is absent."""
-    if "in_tissue" not in adata.obs:
-        return np.ones(adata.n_obs, dtype=bool)
-    vals = adata.obs["in_tissue"]
-    if vals.dtype == bool:
-        return vals.to_numpy(dtype=bool)
-    num = pd.to_numeric(vals, errors="coerce").to_numpy(dtype=float)
-    return np.nan_to_num(num, nan=0.0) != 0
-
-
 def to_grid(
     data: AnnData | SpatialData,
     values: str | np.ndarray = C.FEATURES,
@@ -276,9 +180,7 @@ def to_grid(
 
     _, adata = resolve(data, table_key)
     row, col, (height, width) = _grid_info(adata, grid_key)
-    vals = _values(adata, values, layer)
-    out = np.zeros((vals.shape[1], height, width), dtype=np.float32)
-    out[:, row, col] = vals.T
+    out = scatter(_values(adata, values, layer), row, col, (height, width))
     mask = np.zeros((height, width), dtype=bool)
     keep = in_tissue_mask(adata)
     mask[row[keep], col[keep]] = True
@@ -326,4 +228,4 @@ def from_grid(
             f"`grid` must be (C, {height}, {width}) (or (1, C, {height}, {width})) to match "
             f"`uns[{grid_key!r}]['shape']`; got shape {tuple(arr.shape)}."
         )
-    return np.ascontiguousarray(arr[:, row, col].T, dtype=np.float32)
+    return gather(arr, row, col)

@@ -9,7 +9,9 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from hist_sd._utils import log_written, resolve, store_params
+from hist_sd._core._data import resolve
+from hist_sd._core._expr import is_counts, log_normalize
+from hist_sd._core._params import log_written, store_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -18,15 +20,6 @@ logger = logging.getLogger("hist_sd")
 
 NORMALIZE_KEY = "normalize"
 _METHODS = ("log1p", "clr")
-
-
-def is_counts(x: Any, *, n_check: int = 100_000) -> bool:
-    """Whether a matrix looks like raw counts: non-negative whole numbers (checks up to ``n_check`` values)."""
-    data = x.data if sparse.issparse(x) else np.asarray(x).ravel()
-    data = np.asarray(data[:n_check], dtype=np.float64)
-    if data.size == 0:
-        return True
-    return bool(np.all(data >= 0) and np.all(np.abs(data - np.round(data)) < 1e-6))
 
 
 def _clr_genes(counts: Any) -> np.ndarray | sparse.csr_matrix:
@@ -86,8 +79,6 @@ def normalize(
     -------
     ``None`` when ``inplace``, else the normalised copy of the table.
     """
-    import scanpy as sc
-
     _, adata = resolve(data, table_key)
     if method not in _METHODS:
         hint = " (Seurat's LogVMR ranks variable genes; it does not normalise: use 'log1p' or 'clr')"
@@ -129,11 +120,7 @@ def normalize(
     if wrote_counts:
         target.layers[counts_layer] = counts.copy()
     if method == "log1p":
-        x32 = sparse.csr_matrix(counts, dtype=np.float32) if sparse.issparse(counts) else np.asarray(counts, np.float32)
-        tmp = AnnData(X=x32)
-        sc.pp.normalize_total(tmp, target_sum=float(target_sum))
-        sc.pp.log1p(tmp)
-        new_x = tmp.X
+        new_x = log_normalize(counts, target_sum=float(target_sum), dtype=np.float32)
     else:
         new_x = _clr_genes(counts)
     target.X = new_x

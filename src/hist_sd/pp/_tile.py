@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import ndimage, sparse
+from scipy import sparse
 
 from hist_sd import _constants as C
-from hist_sd._utils import is_spatialdata, log_written, resolve_image_key, store_params
+from hist_sd._core._data import is_spatialdata
+from hist_sd._core._image import block_mean, image_levels, resolve_image_key, stored_source
+from hist_sd._core._params import log_written, store_params
+from hist_sd._core._tissue import tissue_mask
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -23,37 +26,6 @@ logger = logging.getLogger("hist_sd")
 _MAX_WORK_SIDE = 8000
 
 
-def _levels(element: Any) -> list[Any]:
-    """The pyramid levels ``(c, y, x)`` of an image element, full resolution first."""
-    if hasattr(element, "children"):
-        names = sorted(element.children, key=lambda s: int(s.replace("scale", "")) if s[5:].isdigit() else 0)
-        return [next(iter(element[name].data_vars.values())) for name in names]
-    return [element]
-
-
-def _n_layers(level: Any) -> int:
-    data = getattr(level, "data", level)
-    graph = getattr(data, "dask", None)
-    return len(graph.layers) if graph is not None and hasattr(graph, "layers") else 0
-
-
-def _block_mean(level: Any, k: int) -> np.ndarray:
-    """``(c, y, x)`` block means over ``k x k`` pixels, read in strips of rows (bounded memory)."""
-    data = getattr(level, "data", level)
-    c, h, w = (int(v) for v in data.shape)
-    nh, nw = h // k, w // k
-    if nh == 0 or nw == 0:
-        raise ValueError(f"The image ({h} x {w} px) is too small to downsample by {k}.")
-    out = np.empty((c, nh, nw), dtype=np.float32)
-    step = max(1, 2048 // k)
-    for i in range(0, nh, step):
-        j = min(nh, i + step)
-        block = np.asarray(data[:, i * k : j * k, : nw * k])
-        rows = block.reshape(c, j - i, k, nw * k).sum(axis=2, dtype=np.uint32)  # adjacent rows first: fast
-        out[:, i:j] = rows.reshape(c, j - i, nw, k).sum(axis=3, dtype=np.uint32) / np.float32(k * k)
-    return out
-
-
 def downsample(element: Any, factor: float) -> tuple[np.ndarray, float, float]:
     """Block-mean downsample an image element by about ``factor``.
 
@@ -62,79 +34,19 @@ def downsample(element: Any, factor: float) -> tuple[np.ndarray, float, float]:
     block means). Returns the ``(y, x, 3)`` float32 image and the full-resolution pixels per working pixel
     along y and x.
     """
-    levels = _levels(element)
+    named = image_levels(element)
+    levels = [lev for _, lev in named]
     h0, w0 = int(levels[0].shape[-2]), int(levels[0].shape[-1])
-    best, base_layers = levels[0], _n_layers(levels[0])
-    for lev in levels[1:]:
-        if w0 / int(lev.shape[-1]) <= factor + 1e-6 and _n_layers(lev) <= base_layers:
+    best = levels[0]
+    for i, lev in enumerate(levels[1:], start=1):
+        if w0 / int(lev.shape[-1]) <= factor + 1e-6 and stored_source(named, i) == i:
             best = lev
     k = max(1, int(factor / (w0 / int(best.shape[-1]))))
-    out = _block_mean(best, k)
+    out = block_mean(best, k)
     if out.ndim != 3 or out.shape[0] < 3:
         raise ValueError(f"The image must be (c, y, x) with 3 colour channels; got shape {out.shape}.")
     out = np.moveaxis(out[:3], 0, -1)
     return out, h0 / out.shape[0], w0 / out.shape[1]
-
-
-def _otsu_split(values: np.ndarray, min_gap: float) -> float | None:
-    """Otsu's threshold when it separates two classes whose means differ by at least ``min_gap``."""
-    from skimage.filters import threshold_otsu
-
-    if float(np.ptp(values)) < min_gap:
-        return None
-    t = float(threshold_otsu(values))
-    lo, hi = values[values <= t], values[values > t]
-    if lo.size == 0 or hi.size == 0 or float(hi.mean() - lo.mean()) < min_gap:
-        return None
-    return t
-
-
-def _drop_small(mask: np.ndarray, min_px: float) -> np.ndarray:
-    lab, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = np.bincount(lab.ravel())
-    keep = sizes >= min_px
-    keep[0] = False
-    return keep[lab]
-
-
-def tissue_mask(rgb: np.ndarray, work_mpp: float) -> np.ndarray:
-    """Tissue pixels of a downsampled H&E image ``(y, x, 3)`` (0..255) at ``work_mpp`` µm per pixel.
-
-    Tissue is darker or more saturated than the glass: Otsu thresholds on the smoothed (sigma 25 µm)
-    saturation and grey level (each used only when it separates two clearly different classes), then a
-    closing (50 µm), removal of specks smaller than (200 µm)² and filling of holes smaller than (500 µm)².
-    """
-    rgb = rgb.astype(np.float32) / 255.0
-    mx, mn = rgb.max(axis=-1), rgb.min(axis=-1)
-    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0).astype(np.float32)
-    gray = rgb.mean(axis=-1)
-    sigma = max(25.0 / work_mpp, 0.5)
-    sat = ndimage.gaussian_filter(sat, sigma)
-    gray = ndimage.gaussian_filter(gray, sigma)
-    mask = np.zeros(gray.shape, dtype=bool)
-    t_sat = _otsu_split(sat, 0.05)
-    if t_sat is not None:
-        mask |= sat > t_sat
-    t_gray = _otsu_split(gray, 0.05)
-    if t_gray is not None:
-        mask |= gray < t_gray
-    if not mask.any():
-        return mask
-    radius = max(50.0 / work_mpp, 1.0)
-    pad = int(math.ceil(radius)) + 1
-    padded = np.pad(mask, pad, mode="edge")
-    # closing with a disk through Euclidean distance transforms (fast for any radius)
-    dilated = ndimage.distance_transform_edt(~padded) <= radius
-    mask = (ndimage.distance_transform_edt(dilated) > radius)[pad:-pad, pad:-pad] | mask
-    mask = _drop_small(mask, (200.0 / work_mpp) ** 2)
-    holes = _drop_small(~mask, (500.0 / work_mpp) ** 2)
-    # background touching the border is never a hole
-    lab, _ = ndimage.label(~mask)
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    outside = np.isin(lab, border[border > 0])
-    return mask | ~(holes | outside)
 
 
 def _box_sums(mask: np.ndarray, y_edges: np.ndarray, x_edges: np.ndarray) -> np.ndarray:
@@ -232,7 +144,7 @@ def tile(
     mpp = float(mpp)
 
     element = sdata.images[key]
-    full = _levels(element)[0]
+    full = image_levels(element)[0][1]
     h0, w0 = int(full.shape[-2]), int(full.shape[-1])
     work_mpp = max(mpp, tile_um / 16.0 if shape is None else 4.0, max(h0, w0) * mpp / _MAX_WORK_SIDE)
     rgb, fy, fx = downsample(element, work_mpp / mpp)

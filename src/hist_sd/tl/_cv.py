@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,11 +13,12 @@ import pandas as pd
 from anndata import AnnData
 
 from hist_sd import _constants as C
-from hist_sd._utils import as_sections, resolve
-from hist_sd._utils import progress as progress_bar
-from hist_sd.tl._data import Section, log_expression, prepare_section, tumor_targets
-from hist_sd.tl._model import METHOD_KINDS
-from hist_sd.tl._train import _encoder_name, fit_sections
+from hist_sd._core._data import as_sections, resolve
+from hist_sd._core._runtime import progress as progress_bar
+from hist_sd._core._stats import mean_ci
+from hist_sd.model import HistModel, TaskSpec, get_method, get_task, prepare_section
+from hist_sd.tl._train import feature_record
+from hist_sd.train import fit_sections
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -69,33 +70,21 @@ def select_genes(
     return genes
 
 
-def gene_scores(pred: np.ndarray, truth: np.ndarray, genes: Sequence[str]) -> pd.DataFrame:
-    """Per-gene Pearson and Spearman correlations between ``pred`` and ``truth`` (``(n, g)``); NaN for constant genes."""
-    from hist_sd.tl._evaluate import correlate
-
-    pearson, spearman, n_spots = correlate(np.asarray(pred, np.float64), np.asarray(truth, np.float64))
-    return pd.DataFrame({"gene": list(genes), "pearson": pearson, "spearman": spearman, "n_spots": n_spots})
-
-
 def summarize(scores: pd.DataFrame, *, by: Sequence[str] = ("method",), metric: str = "pearson") -> pd.DataFrame:
     """Mean, median, genes with r > 0.3 and a 95% t-interval of the mean over held-out sections.
 
     The per-section mean of ``metric`` over genes is the unit of the interval (sections are the independent
     units of a cross-validation); ``mean`` is the mean over sections of those per-section means.
     """
-    from scipy import stats
-
     by = [b for b in by if b in scores.columns]
     rows = []
     groups = scores.groupby(by, sort=False) if by else [((), scores)]
     for key, df in groups:
         per_section = df.groupby("section", sort=False)[metric].mean()
-        k = len(per_section)
-        mean = float(per_section.mean())
-        half = float(stats.t.ppf(0.975, k - 1) * per_section.std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
+        ci = mean_ci(per_section.to_numpy())
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        row.update({f"mean_{metric}": mean, "ci95_low": mean - half, "ci95_high": mean + half,
-                    f"median_{metric}": float(df[metric].median()), "n_sections": k})
+        row.update({f"mean_{metric}": ci["mean"], "ci95_low": ci["ci_low"], "ci95_high": ci["ci_high"],
+                    f"median_{metric}": float(df[metric].median()), "n_sections": len(per_section)})
         if "gene" in df:
             row["genes_r_gt_0.3"] = float(df.groupby("section", sort=False)[metric].apply(lambda s: (s > 0.3).sum()).mean())
             row["n_genes"] = int(df["gene"].nunique())
@@ -105,6 +94,25 @@ def summarize(scores: pd.DataFrame, *, by: Sequence[str] = ("method",), metric: 
                     row[f"mean_{col}"] = float(df[col].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class CVResult:
+    """What :func:`cross_validate` returns, whatever its flags.
+
+    Attributes
+    ----------
+    scores
+        Tidy scores: one row per held-out section and gene (expression) or per held-out section (tumour).
+    summary
+        One row: the mean of the task's metric over held-out sections with its 95% interval, and timings.
+    models
+        ``{fold: model}`` when asked for with ``return_models=True``, else empty.
+    """
+
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    models: dict[str, HistModel] = field(default_factory=dict)
 
 
 def cross_validate(
@@ -123,7 +131,7 @@ def cross_validate(
     table_key: str | None = None,
     progress: bool = True,
     return_models: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame] | tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+) -> CVResult:
     """Leave-one-group-out cross-validation of expression prediction or tumour segmentation.
 
     For each group (patient by default) the model is trained on the other groups' slides and scored on the held-out
@@ -164,19 +172,20 @@ def cross_validate(
     progress
         Show progress.
     return_models
-        Also return ``{fold: model}`` (and the fold genes in ``model.genes``).
+        Keep every fold's model in ``result.models`` (the fold genes are in ``model.genes``).
 
     Returns
     -------
-    ``scores``: tidy DataFrame (method, fold, section, gene, pearson, spearman, n_spots); ``summary``: one row with
-    mean PCC and its 95% confidence interval over held-out sections, median PCC, genes with r > 0.3, mean training
-    seconds per fold and prediction seconds per section. For ``task="tumor"``, ``scores`` has one row per held-out
-    section with the segmentation metrics and ``summary`` their means (with a 95% interval of the AUC).
+    A :class:`CVResult`: ``scores``, a tidy DataFrame (method, fold, section, gene, pearson, spearman, n_spots);
+    ``summary``, one row with mean PCC and its 95% confidence interval over held-out sections, median PCC, genes
+    with r > 0.3, mean training seconds per fold and prediction seconds per section; ``models``. For
+    ``task="tumor"``, ``scores`` has one row per held-out section with the segmentation metrics and ``summary``
+    their means (with a 95% interval of the AUC).
     """
-    if method not in METHOD_KINDS:
-        raise ValueError(f"`method` must be one of {sorted(METHOD_KINDS)}, got {method!r}.")
-    if task not in ("expression", "tumor"):
-        raise ValueError(f"`task` must be 'expression' or 'tumor', got {task!r}.")
+    spec = get_method(method)
+    tspec = get_task(task)
+    if task not in spec.tasks:
+        raise ValueError(f"`method`={method!r} supports the tasks {list(spec.tasks)}, not {task!r}.")
     datas = as_sections(sdatas)
     tables = {n: resolve(d, table_key)[1] for n, d in datas.items()}
     group_of = {n: _group_of(n, t, groups) for n, t in tables.items()}
@@ -184,57 +193,39 @@ def cross_validate(
         raise ValueError(f"Cross-validation needs at least two groups; all slides are in {set(group_of.values())}.")
     extra = {n: resolve(d, table_key)[1] for n, d in as_sections(gene_sections).items()} if gene_sections else {}
     extra_group = {n: _group_of(n, t, groups if groups != "section" else "section") for n, t in extra.items()}
-    encoder = _encoder_name(list(tables.values()), features_key)
+    recorded = feature_record(list(tables.values()), features_key)
     tkw = dict(train_kwargs or {})
     tkw.setdefault("seed", seed)
+    layout = tkw.pop("layout", "auto")
     base = {
-        n: prepare_section(datas[n], features_key=features_key, with_targets=False, table_key=table_key, name=n,
-                           group=group_of[n],
-                           layout=tkw.get("layout", "auto"), pad_multiple=tkw.get("pad_multiple", 16))
+        n: prepare_section(datas[n], features_key=features_key, table_key=table_key, name=n, group=group_of[n],
+                           layout=layout, pad_multiple=tkw.get("pad_multiple", 16))
         for n in datas
     }
     rows: list[pd.DataFrame] = []
-    models: dict[str, Any] = {}
+    models: dict[str, HistModel] = {}
     timings: dict[str, list[float]] = {"train": [], "predict": []}
     folds = list(dict.fromkeys(group_of.values()))
     for fold in progress_bar(folds, enabled=progress, desc=f"cv {method}"):
         train_names = [n for n in datas if group_of[n] != fold]
         test_names = [n for n in datas if group_of[n] == fold]
-        if task == "tumor":
-            fold_genes = [truth_key]
-            train_secs = [replace(base[n], targets=tumor_targets(tables[n], truth_key)) for n in train_names]
-        elif isinstance(genes, Mapping):
-            if fold not in genes:
-                raise KeyError(f"`genes` has no gene list for fold {fold!r}.")
-            fold_genes = list(genes[fold])
-            train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
-        elif isinstance(genes, int | np.integer):
-            pool = [tables[n] for n in train_names] + [t for n, t in extra.items() if extra_group[n] != fold]
-            fold_genes = select_genes(pool, n_top=int(genes), spatial_genes_kwargs=spatial_genes_kwargs)
-            train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
-        else:
-            fold_genes = list(genes)
-            train_secs = [replace(base[n], targets=log_expression(tables[n], fold_genes)) for n in train_names]
+        fold_genes = _fold_genes(fold, genes, tspec, truth_key=truth_key, pool=[tables[n] for n in train_names]
+                                 + [t for n, t in extra.items() if extra_group[n] != fold],
+                                 spatial_genes_kwargs=spatial_genes_kwargs)
+        train_secs = [replace(base[n], targets=tspec.targets(tables[n], fold_genes, truth_key)) for n in train_names]
         model = fit_sections(
-            train_secs, genes=fold_genes, task=task, method=method, features_key=features_key,
-            encoder=encoder, show_progress=False, **tkw,
+            train_secs, genes=tspec.outputs(fold_genes, truth_key), task=task, method=method,
+            features_key=features_key, **recorded, show_progress=False, **tkw,
         )
         timings["train"].append(model.params["train_seconds"])
         logger.info("fold %s: %s trained on %s in %.1f s", fold, method, train_names, model.params["train_seconds"])
         for n in test_names:
             t0 = time.perf_counter()
-            pred = model.predict_section(base[n])
+            pred = tspec.link(model.predict_section(base[n]))
             timings["predict"].append(time.perf_counter() - t0)
-            sec: Section = base[n]
-            if task == "tumor":
-                from hist_sd.tl._segmentation import segmentation_metrics
-
-                prob = 1.0 / (1.0 + np.exp(-pred[:, 0]))
-                truth = tumor_targets(tables[n], truth_key)[:, 0]
-                df = pd.DataFrame([segmentation_metrics(truth[sec.in_tissue], prob[sec.in_tissue], name=n)])
-            else:
-                truth = log_expression(tables[n], fold_genes)
-                df = gene_scores(pred[sec.in_tissue], truth[sec.in_tissue], fold_genes)
+            tissue = base[n].in_tissue
+            truth = tspec.targets(tables[n], fold_genes, truth_key)
+            df = tspec.score(pred[tissue], truth[tissue], model.genes, n)
             df.insert(0, "section", n)
             df.insert(0, "fold", fold)
             df.insert(0, "method", method)
@@ -242,9 +233,23 @@ def cross_validate(
         if return_models:
             models[fold] = model
     scores = pd.concat(rows, ignore_index=True)
-    summary = summarize(scores, metric="auc") if task == "tumor" else summarize(scores)
+    summary = summarize(scores, metric=tspec.metric)
     summary["train_seconds_per_fold"] = float(np.mean(timings["train"]))
     summary["predict_seconds_per_section"] = float(np.mean(timings["predict"]))
-    if return_models:
-        return scores, summary, models
-    return scores, summary
+    return CVResult(scores=scores, summary=summary, models=models)
+
+
+def _fold_genes(
+    fold: str, genes: int | Sequence[str] | Mapping[str, Sequence[str]] | None, task: TaskSpec, *, truth_key: str,
+    pool: Sequence[AnnData], spatial_genes_kwargs: Mapping[str, Any] | None,
+) -> list[str] | None:
+    """The genes of one fold: none for tasks without genes, a given list, or selected on the fold's training data."""
+    if not task.needs_genes:
+        return None
+    if isinstance(genes, Mapping):
+        if fold not in genes:
+            raise KeyError(f"`genes` has no gene list for fold {fold!r}.")
+        return list(genes[fold])
+    if isinstance(genes, int | np.integer):
+        return select_genes(pool, n_top=int(genes), spatial_genes_kwargs=spatial_genes_kwargs)
+    return list(genes)

@@ -3,184 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from scipy import sparse
 
 from hist_sd import _constants as C
-from hist_sd._utils import check_key_free, log_written, resolve, store_params
+from hist_sd._core._data import resolve
+from hist_sd._core._expr import measured_matrix, spots_to_score
+from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._stats import correlate, mean_ci
+from hist_sd.get._accessors import prediction_matrix
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
 
 logger = logging.getLogger("hist_sd")
 
-#: Target sum of the count normalisation the models are trained on (``log1p(normalize_total(1e4))``).
-TARGET_SUM = 1e4
-#: Label of values log-normalised from raw counts here.
-LOGNORM_LABEL = "log1p(CP10k)"
-
 __all__ = ["evaluate", "summarize_scores"]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Shared accessors (also used by hist_sd.pl)
-# --------------------------------------------------------------------------------------------------------------
-def prediction_matrix(adata: AnnData, pred_key: str) -> tuple[np.ndarray, list[str]]:
-    """Predictions ``obsm[pred_key]`` as a float ``(n_spots, n_genes)`` array and their gene names.
-
-    The genes are the columns of a DataFrame in ``obsm``, else ``uns[pred_key]["genes"]``.
-    """
-    if not isinstance(pred_key, str):
-        raise TypeError(f"`pred_key` must be a string naming an `obsm` entry, got {type(pred_key).__name__}.")
-    if pred_key not in adata.obsm:
-        raise KeyError(
-            f"`pred_key`={pred_key!r} is not in `obsm` (it has {sorted(adata.obsm)}). "
-            "Run `hs.tl.predict` first or pass the key the predictions were written to."
-        )
-    pred = adata.obsm[pred_key]
-    if isinstance(pred, pd.DataFrame):
-        genes = [str(g) for g in pred.columns]
-        values = pred.to_numpy(dtype=np.float64)
-    else:
-        values = pred.toarray() if sparse.issparse(pred) else np.asarray(pred)
-        values = values.astype(np.float64, copy=False)
-        entry = adata.uns.get(pred_key)
-        raw = entry.get("genes") if isinstance(entry, Mapping) else None
-        if raw is None:
-            raise KeyError(
-                f"`obsm[{pred_key!r}]` is an array, so its gene names must be in `uns[{pred_key!r}]['genes']`, "
-                "which is missing. Store them there or put a DataFrame with gene columns in `obsm`."
-            )
-        genes = [str(g) for g in np.asarray(raw).ravel()]
-    if values.ndim != 2 or values.shape[1] != len(genes):
-        raise ValueError(
-            f"`obsm[{pred_key!r}]` has shape {values.shape} but {len(genes)} gene names; they must match."
-        )
-    if len(set(genes)) != len(genes):
-        raise ValueError(f"The gene names of `obsm[{pred_key!r}]` are not unique.")
-    return values, genes
-
-
-def looks_like_counts(x: Any, *, n_check: int = 100_000) -> bool:
-    """Whether a matrix holds non-negative integers (checked on up to ``n_check`` stored values)."""
-    vals = x.data if sparse.issparse(x) else np.asarray(x).ravel()
-    if vals.size == 0:
-        return True
-    vals = np.asarray(vals[:n_check], dtype=np.float64)
-    if not np.isfinite(vals).all():
-        return False
-    return bool((vals >= 0).all() and np.array_equal(vals, np.round(vals)))
-
-
-def measured_matrix(
-    adata: AnnData,
-    genes: Sequence[str],
-    *,
-    layer: str | None = None,
-    normalize: bool | None = None,
-) -> tuple[np.ndarray, str]:
-    """Measured expression of ``genes`` as a float ``(n_spots, len(genes))`` array, and a label of its scale.
-
-    From ``layers[layer]`` or ``.X``; with ``normalize=None`` raw counts in ``.X`` (integers) are turned into
-    ``log1p`` of counts per 10,000 (library size over all genes of the table); ``True`` always does so,
-    ``False`` never.
-    """
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"`layer`={layer!r} is not in `layers` (it has {sorted(adata.layers)}).")
-        x = adata.layers[layer]
-        label = layer
-    else:
-        if adata.X is None:
-            raise ValueError("The table has no `.X`; pass `layer=` with the measured expression.")
-        x = adata.X
-        label = "X"
-    var = pd.Index(adata.var_names.astype(str))
-    missing = [g for g in genes if g not in var]
-    if missing:
-        shown = ", ".join(repr(g) for g in missing[:10]) + (" …" if len(missing) > 10 else "")
-        raise KeyError(f"`genes`: {len(missing)} gene(s) are not in the table's `var_names`: {shown}.")
-    if not var.is_unique:
-        raise ValueError("The table's `var_names` are not unique; run `adata.var_names_make_unique()`.")
-    idx = var.get_indexer(list(genes))
-    do_norm = (layer is None and looks_like_counts(x)) if normalize is None else bool(normalize)
-    sub = x[:, idx]
-    sub = sub.toarray() if sparse.issparse(sub) else np.asarray(sub)
-    sub = sub.astype(np.float64, copy=False)
-    if do_norm:
-        totals = np.asarray(x.sum(axis=1), dtype=np.float64).ravel()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.where(totals > 0, TARGET_SUM / totals, 0.0)
-        sub = np.log1p(sub * factor[:, None])
-        label = LOGNORM_LABEL
-    return sub, label
-
-
-def _tissue_mask(adata: AnnData, in_tissue_only: bool) -> np.ndarray:
-    mask = np.ones(adata.n_obs, dtype=bool)
-    if in_tissue_only and "in_tissue" in adata.obs:
-        mask = pd.to_numeric(adata.obs["in_tissue"], errors="coerce").fillna(0).to_numpy() != 0
-    if not mask.any():
-        raise ValueError("No spot is in tissue (`obs['in_tissue']`); pass `in_tissue_only=False`.")
-    return mask
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Correlations
-# --------------------------------------------------------------------------------------------------------------
-def _pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r of matching columns of two complete ``(n, g)`` arrays; NaN where a column is constant."""
-    n, g = a.shape
-    out = np.full(g, np.nan)
-    if n < 2:
-        return out
-    ok = (np.ptp(a, axis=0) > 0) & (np.ptp(b, axis=0) > 0)
-    if not ok.any():
-        return out
-    ac = a[:, ok] - a[:, ok].mean(axis=0)
-    bc = b[:, ok] - b[:, ok].mean(axis=0)
-    num = (ac * bc).sum(axis=0)
-    den = np.sqrt((ac * ac).sum(axis=0) * (bc * bc).sum(axis=0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(den > 0, num / den, np.nan)
-    out[ok] = np.clip(r, -1.0, 1.0)
-    return out
-
-
-def _rank_columns(a: np.ndarray) -> np.ndarray:
-    from scipy.stats import rankdata
-
-    return rankdata(a, axis=0, method="average") if a.size else a
-
-
-def correlate(pred: np.ndarray, meas: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-column Pearson and Spearman r of two ``(n, g)`` arrays and the number of spots used per column.
-
-    Spots where either value is not finite are left out of that column only.
-    """
-    if pred.shape != meas.shape:
-        raise ValueError(f"Predicted {pred.shape} and measured {meas.shape} values must have the same shape.")
-    g = pred.shape[1]
-    finite = np.isfinite(pred) & np.isfinite(meas)
-    n_spots = finite.sum(axis=0)
-    pearson = np.full(g, np.nan)
-    spearman = np.full(g, np.nan)
-    full = finite.all(axis=0)
-    if full.any():
-        p, m = pred[:, full], meas[:, full]
-        pearson[full] = _pearson_columns(p, m)
-        spearman[full] = _pearson_columns(_rank_columns(p), _rank_columns(m))
-    for j in np.flatnonzero(~full):
-        keep = finite[:, j]
-        p, m = pred[keep, j : j + 1], meas[keep, j : j + 1]
-        pearson[j] = _pearson_columns(p, m)[0]
-        spearman[j] = _pearson_columns(_rank_columns(p), _rank_columns(m))[0]
-    return pearson, spearman, n_spots
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -263,7 +105,7 @@ def evaluate(
             )
         if len(set(use)) != len(use):
             raise ValueError("`genes` has duplicates.")
-    mask = _tissue_mask(adata, in_tissue_only)
+    mask = spots_to_score(adata, in_tissue_only)
     meas, scale = measured_matrix(adata, use, layer=layer)
     col = {g: i for i, g in enumerate(pred_genes)}
     pred = values[:, [col[g] for g in use]]
@@ -304,27 +146,12 @@ def evaluate(
 
 
 def _summary(values: np.ndarray, *, threshold: float, confidence: float) -> dict[str, float]:
-    from scipy import stats
-
     v = values[np.isfinite(values)]
-    n = int(v.size)
-    mean = float(v.mean()) if n else float("nan")
-    std = float(v.std(ddof=1)) if n > 1 else float("nan")
-    if n > 1:
-        half = float(stats.t.ppf(0.5 + confidence / 2.0, n - 1)) * std / np.sqrt(n)
-        lo, hi = float(mean - half), float(mean + half)
-    else:
-        lo = hi = float("nan")
     n_above = int((v > threshold).sum())
     return {
-        "n": n,
-        "mean": mean,
-        "median": float(np.median(v)) if n else float("nan"),
-        "std": std,
-        "ci_low": lo,
-        "ci_high": hi,
+        **mean_ci(v, confidence=confidence),
         "n_above": n_above,
-        "frac_above": n_above / n if n else float("nan"),
+        "frac_above": n_above / v.size if v.size else float("nan"),
         "threshold": float(threshold),
         "confidence": float(confidence),
     }

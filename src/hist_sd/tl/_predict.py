@@ -11,13 +11,15 @@ import pandas as pd
 from anndata import AnnData
 
 from hist_sd import _constants as C
-from hist_sd._utils import check_key_free, get_device, log_written, resolve, store_params
-from hist_sd.tl._data import check_feature_params, prepare_section
+from hist_sd._core._data import resolve
+from hist_sd._core._grid import pick_layout
+from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._runtime import get_device
+from hist_sd.model import HistModel, load_model, prepare_section
+from hist_sd.model._section import feature_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
-
-    from hist_sd.tl._model import HistModel
 
 logger = logging.getLogger("hist_sd")
 
@@ -60,49 +62,46 @@ def predict(
     -------
     Nothing; writes into ``data``.
     """
-    from hist_sd.tl._model import HistModel, load_model
-
     if not isinstance(model, HistModel):
         model = load_model(model)
     sdata, adata = resolve(data, table_key)
-    is_tumor = model.task == "tumor"
-    key = key_added or (C.TUMOR_PRED if is_tumor else C.PRED)
-    if is_tumor:
-        check_key_free(adata.obs, key, "obs", overwrite=overwrite)
-    else:
-        check_key_free(adata.obsm, key, "obsm", overwrite=overwrite)
+    task = model.task_spec
+    key = key_added or task.key
+    check_key_free(getattr(adata, task.location), key, task.location, overwrite=overwrite)
     if model.features_key not in adata.obsm:
         raise KeyError(
             f"The model reads features from `obsm[{model.features_key!r}]`, which this slide lacks; run "
             f"`hs.pp.features(data, encoder={model.encoder!r}, key_added={model.features_key!r})` first."
         )
-    params = check_feature_params(adata, model.features_key)
+    params = feature_params(adata, model.features_key)
+    layout = _data_layout(adata, model)
     model.check_data(
         features_key=model.features_key,
         feature_dim=int(np.shape(adata.obsm[model.features_key])[1]),
         encoder=str(params["encoder"]) if "encoder" in params else None,
+        patch_um=float(params["patch_um"]) if "patch_um" in params else None,
+        layout=layout,
     )
-    if table_added is None and not is_tumor and adata.n_vars == 0 and sdata is not None:
+    matrix = task.location == "obsm"
+    if table_added is None and matrix and adata.n_vars == 0 and sdata is not None:
         table_added = key
     if table_added is not None:
+        if not matrix:
+            raise ValueError(f"`table_added` is for predicted matrices; task {model.task!r} writes `obs[{key!r}]`.")
         if sdata is None:
             raise ValueError("`table_added` needs a SpatialData to add the table to; `data` is an AnnData.")
         check_key_free(sdata.tables, table_added, "tables", overwrite=overwrite)
 
     t0 = time.perf_counter()
     section = prepare_section(
-        adata,
-        features_key=model.features_key,
-        layout=str(model.grid.get("layout", "auto")),
-        pad_multiple=int(model.grid.get("pad_multiple", 16)),
-        with_targets=False,
+        adata, features_key=model.features_key, layout=layout, pad_multiple=int(model.grid.get("pad_multiple", 16))
     )
-    out = model.predict_section(section, device=get_device(device))
+    out = task.link(model.predict_section(section, device=get_device(device)))
     seconds = time.perf_counter() - t0
     run_params = {"method": model.method, "task": model.task, "features_key": model.features_key,
                   "encoder": model.encoder, "seconds": round(seconds, 3)}
-    if is_tumor:
-        adata.obs[key] = (1.0 / (1.0 + np.exp(-out[:, 0]))).astype(np.float32)
+    if not matrix:
+        adata.obs[key] = out[:, 0].astype(np.float32)
         store_params(adata, key, run_params)
         log_written("obs", key)
         return None
@@ -140,3 +139,13 @@ def _add_predicted_table(
         del sdata.tables[name]
     sdata.tables[name] = pt
     log_written("tables", name)
+
+
+def _data_layout(adata: AnnData, model: HistModel) -> str:
+    """The slide's own grid layout (from ``uns["hist_sd"]["technology"]``), else the model's."""
+    try:
+        return pick_layout(adata, "auto")
+    except ValueError:
+        if model.layout == "auto":
+            raise
+        return model.layout

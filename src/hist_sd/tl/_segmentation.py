@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,8 @@ import pandas as pd
 from anndata import AnnData
 
 from hist_sd import _constants as C
-from hist_sd._utils import as_sections, resolve
+from hist_sd._core._data import as_sections, resolve
+from hist_sd._core._stats import SEGMENTATION_METRICS, segmentation_metrics
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -20,12 +20,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hist_sd")
 
 __all__ = ["SEGMENTATION_METRICS", "evaluate_segmentation", "segmentation_metrics"]
-
-#: Metric columns of :func:`evaluate_segmentation`, in order.
-SEGMENTATION_METRICS: tuple[str, ...] = (
-    "auc", "iou", "dice", "sensitivity", "precision", "f1", "specificity", "accuracy",
-)  # fmt: skip
-
 
 def evaluate_segmentation(
     data: AnnData | SpatialData | Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
@@ -84,67 +78,6 @@ def evaluate_segmentation(
         df.index.name = "section"
     df.attrs["mean"] = {k: float(v) for k, v in means.items()}  # plain floats: DataFrames with attrs still concat
     return df
-
-
-def segmentation_metrics(
-    truth: np.ndarray, pred: np.ndarray, *, threshold: float = 0.5, name: str = "section"
-) -> dict[str, float]:
-    """Segmentation metrics of one section from boolean ``truth`` and numeric ``pred`` arrays (no NaNs).
-
-    Parameters
-    ----------
-    truth
-        True tumour labels (bool or 0/1).
-    pred
-        Predicted score or probability.
-    threshold
-        ``pred >= threshold`` is a tumour call.
-    name
-        Section name used in warnings.
-
-    Returns
-    -------
-    ``{"n_spots", "n_tumor", "auc", "iou", ...}`` (see :func:`evaluate_segmentation`).
-    """
-    from sklearn.metrics import roc_auc_score
-
-    t = np.asarray(truth).astype(bool).ravel()
-    p = np.asarray(pred, dtype=float).ravel()
-    if t.shape != p.shape:
-        raise ValueError(f"`truth` and `pred` must have the same length, got {t.size} and {p.size}.")
-    call = p >= threshold
-    tp = float(np.sum(call & t))
-    fp = float(np.sum(call & ~t))
-    tn = float(np.sum(~call & ~t))
-    fn = float(np.sum(~call & t))
-    if t.size and 0 < t.sum() < t.size:
-        auc = float(roc_auc_score(t, p))
-    else:
-        warnings.warn(
-            f"Section {name!r}: the truth has only one class ({int(t.sum())} tumour of {t.size} spots); AUC is NaN.",
-            UserWarning,
-            stacklevel=3,
-        )
-        auc = np.nan
-    sens = _ratio(tp, tp + fn)
-    prec = _ratio(tp, tp + fp)
-    f1 = _ratio(2 * prec * sens, prec + sens) if np.isfinite(prec) and np.isfinite(sens) else np.nan
-    return {
-        "n_spots": int(t.size),
-        "n_tumor": int(t.sum()),
-        "auc": auc,
-        "iou": _ratio(tp, tp + fp + fn),
-        "dice": _ratio(2 * tp, 2 * tp + fp + fn),
-        "sensitivity": sens,
-        "precision": prec,
-        "f1": f1,
-        "specificity": _ratio(tn, tn + fp),
-        "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
-    }
-
-
-def _ratio(num: float, den: float) -> float:
-    return float(num / den) if den > 0 else np.nan
 
 
 def _columns(adata: AnnData, pred: str, truth: str, name: str) -> tuple[np.ndarray, np.ndarray]:

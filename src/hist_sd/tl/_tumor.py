@@ -16,7 +16,11 @@ from anndata import AnnData
 from scipy import sparse
 
 from hist_sd import _constants as C
-from hist_sd._utils import check_key_free, log_written, resolve, set_seed, store_params
+from hist_sd._core._data import resolve
+from hist_sd._core._expr import counts_matrix, log_normalize
+from hist_sd._core._grid import assign_grid, neighbours, pick_layout
+from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._runtime import set_seed
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -50,9 +54,6 @@ MIN_REFERENCE = 5
 MIN_GENE_SPOTS = 3
 #: Each marker set needs at least this many of its genes detected for the automatic reference.
 MIN_MARKERS = 3
-#: Neighbourhood radius of the spatial smoothing, in grid steps (the 8 neighbours of a square grid,
-#: the 6 of a hexagonal one).
-SMOOTH_RADIUS = 1.5
 
 _CNV_KEY = "cnv"  # infercnvpy's own convention: obsm["X_cnv"], uns["cnv"]["chr_pos"]
 _REF_COL = "_hist_sd_reference"
@@ -70,6 +71,7 @@ def tumor_labels(
     smooth: bool = True,
     reference_fraction: float = 0.2,
     layer: str | None = None,
+    layout: str = "auto",
     key_added: str = C.TUMOR,
     table_key: str | None = None,
     seed: int = 0,
@@ -93,7 +95,7 @@ def tumor_labels(
        other spots with the lowest marker score, or, without epithelial markers, the strongest CNV
        signal) minus the reference's mean profile. A spot's CNV score is the Pearson correlation of its
        profile with the tumour profile; with ``smooth`` it is averaged over the spot and its grid neighbours
-       (within 1.5 grid steps of ``obsm["spatial"]``) into ``obs["{key_added}_score"]``.
+       (the 8 around it on a square grid, the 6 of Visium's hexagonal one) into ``obs["{key_added}_score"]``.
     5. The CNV profiles are clustered (k-means on their first principal components); a cluster is called
        tumour when its mean score is above the midpoint between the reference's and the core's mean
        score. With ``smooth`` each call is then replaced by the majority of its neighbourhood (ties keep
@@ -126,6 +128,9 @@ def tumor_labels(
         Fraction of spots in the automatic reference, and in the tumour core.
     layer
         Layer with raw counts; by default ``layers["counts"]`` when present, else ``X``.
+    layout
+        Spot layout whose grid neighbours ``smooth`` averages over (see :func:`hist_sd.pp.grid`); ``"auto"`` reads
+        ``uns["hist_sd"]["technology"]``.
     key_added
         Calls go to ``obs[key_added]`` (bool), scores to ``obs[f"{key_added}_score"]`` (float, higher = more
         tumour-like), the reference to ``obs[f"{key_added}_reference"]``, the CNV clusters to
@@ -155,8 +160,11 @@ def tumor_labels(
     check_key_free(adata.obsm, f"X_{_CNV_KEY}", "obsm", overwrite=overwrite)
     check_key_free(adata.uns, _CNV_KEY, "uns", overwrite=overwrite)
     check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
-    if smooth and C.SPATIAL not in adata.obsm:
-        raise KeyError(f"`smooth=True` needs spot coordinates in `obsm[{C.SPATIAL!r}]`; pass smooth=False.")
+    if smooth:
+        try:
+            pick_layout(adata, layout)
+        except ValueError as err:
+            raise ValueError(f"`smooth=True` smooths over grid neighbours: {err} Or pass smooth=False.") from err
     ref_mask = _reference_mask(adata, reference, reference_key)
     set_seed(seed)
 
@@ -193,8 +201,8 @@ def tumor_labels(
 
     core = _tumour_core(profile_x, marker, ref_mask, reference_fraction, has_epithelial=len(used["epithelial"]) > 0)
     corr = _profile_correlation(profile_x, profile_x[core].mean(0) - profile_x[ref_mask].mean(0))
-    neighbours = _neighbours(np.asarray(adata.obsm[C.SPATIAL], dtype=float)) if smooth else None
-    score = _smooth(corr, neighbours) if smooth else corr
+    near = _neighbours(adata, layout) if smooth else None
+    score = _smooth(corr, near) if smooth else corr
 
     k = _n_clusters(adata.n_obs) if n_clusters is None else int(n_clusters)
     clusters = _cluster(profile_x, k, seed)
@@ -203,7 +211,7 @@ def tumor_labels(
     tumour_clusters = [int(c) for c in cluster_score.index[cluster_score.to_numpy() > threshold]]
     call = np.isin(clusters, tumour_clusters)
     if smooth:
-        call = _majority(call, neighbours)
+        call = _majority(call, near)
 
     adata.obs[names["call"]] = call
     adata.obs[names["score"]] = score.astype(float)
@@ -225,6 +233,7 @@ def tumor_labels(
             "smooth": smooth,
             "reference_fraction": reference_fraction,
             "layer": layer,
+            "layout": layout,
             "seed": seed,
         },
         reference_rule=rule,
@@ -319,59 +328,29 @@ def _reference_mask(
     return mask
 
 
-def _counts(adata: AnnData, layer: str | None) -> Any:
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"`layer`={layer!r} is not a layer; it has {list(adata.layers)}.")
-        x, where = adata.layers[layer], f"layers[{layer!r}]"
-    elif "counts" in adata.layers:
-        x, where = adata.layers["counts"], "layers['counts']"
-    else:
-        x, where = adata.X, "X"
-    values = x.data if sparse.issparse(x) else np.asarray(x)
-    sample = np.asarray(values).ravel()[:100_000]
-    if sample.size and (np.nanmin(sample) < 0 or not np.allclose(sample, np.round(sample))):
-        raise ValueError(
-            f"`{where}` does not hold raw counts (negative or non-integer values); tumor_labels needs raw counts "
-            "in `X` or `layers['counts']` (or name the layer with `layer=`)."
-        )
-    return x
-
-
 def _normalised_copy(adata: AnnData, layer: str | None) -> AnnData:
     """log1p counts per million of the genes detected in at least :data:`MIN_GENE_SPOTS` spots."""
-    x = _counts(adata, layer)
-    x = sparse.csr_matrix(x, dtype=np.float64) if sparse.issparse(x) else sparse.csr_matrix(np.asarray(x, dtype=np.float64))
+    x, _ = counts_matrix(adata, layer)
+    x = sparse.csr_matrix(x, dtype=np.float64)
     detected = np.asarray((x > 0).sum(axis=0)).ravel() >= MIN_GENE_SPOTS
     x = x[:, detected]
     totals = np.asarray(x.sum(axis=1)).ravel()
     if np.any(totals <= 0):
         raise ValueError(f"{int((totals <= 0).sum())} spot(s) have no counts in the detected genes; remove them first.")
-    x = sparse.diags(1e6 / totals) @ x
-    x.data = np.log1p(x.data)
     return AnnData(
-        X=sparse.csr_matrix(x),
+        X=log_normalize(x, target_sum=1e6),
         obs=pd.DataFrame(index=adata.obs_names.copy()),
         var=pd.DataFrame(index=adata.var_names[detected].copy()),
     )
 
 
 def _position_table(gene_positions: pd.DataFrame | None, genome: str) -> pd.DataFrame:
-    if gene_positions is None:
-        from hist_sd.datasets import gene_positions as _gene_positions
+    from hist_sd.datasets._genes import check_positions
+    from hist_sd.datasets._genes import gene_positions as _gene_positions
 
+    if gene_positions is None:
         return _gene_positions(genome)  # type: ignore[arg-type]
-    if not isinstance(gene_positions, pd.DataFrame):
-        raise TypeError(f"`gene_positions` must be a DataFrame indexed by gene, got {type(gene_positions).__name__}.")
-    missing = {"chromosome", "start", "end"} - set(gene_positions.columns)
-    if missing:
-        raise ValueError(
-            f"`gene_positions` needs columns 'chromosome', 'start', 'end' (indexed by gene symbol); missing {sorted(missing)}."
-        )
-    pos = gene_positions.loc[~gene_positions.index.duplicated(keep="first"), ["chromosome", "start", "end"]].copy()
-    chrom = pos["chromosome"].astype(str).str.replace(r"^chr", "", regex=True)
-    pos["chromosome"] = ("chr" + chrom).where(pos["chromosome"].notna())
-    return pos
+    return check_positions(gene_positions, what="gene_positions")
 
 
 def _attach_positions(work: AnnData, gene_positions: pd.DataFrame | None, genome: str) -> int:
@@ -435,18 +414,12 @@ def _profile_correlation(x: np.ndarray, profile: np.ndarray) -> np.ndarray:
     return out
 
 
-def _neighbours(xy: np.ndarray) -> list[np.ndarray]:
-    """For each spot, the spots (itself included) within :data:`SMOOTH_RADIUS` grid steps."""
-    from scipy.spatial import cKDTree
-
-    if xy.ndim != 2 or xy.shape[1] != 2 or not np.isfinite(xy).all():
-        raise ValueError(f"`obsm[{C.SPATIAL!r}]` must be finite (n_spots, 2) coordinates, got shape {xy.shape}.")
-    tree = cKDTree(xy)
-    dist, _ = tree.query(xy, k=2)
-    step = float(np.median(dist[:, 1]))
-    if step <= 0:
-        raise ValueError(f"`obsm[{C.SPATIAL!r}]` has duplicated spot coordinates; cannot find grid neighbours.")
-    return [np.asarray(n, dtype=int) for n in tree.query_ball_point(xy, r=SMOOTH_RADIUS * step)]
+def _neighbours(adata: AnnData, layout: str) -> list[np.ndarray]:
+    """For each spot, itself and its grid neighbours under the table's layout (8 on square grids, 6 on Visium)."""
+    grid = assign_grid(adata, layout=layout, pad_multiple=1)
+    pairs = neighbours(grid.rows, grid.cols, grid.layout, row_parity=grid.row_parity)
+    groups = np.split(pairs[:, 1], np.searchsorted(pairs[:, 0], np.arange(1, adata.n_obs)))
+    return [np.concatenate([[i], g]).astype(int) for i, g in enumerate(groups)]
 
 
 def _smooth(values: np.ndarray, neighbours: list[np.ndarray] | None) -> np.ndarray:

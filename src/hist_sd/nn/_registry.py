@@ -7,8 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from hist_sd.models._baselines import SpotGAT, SpotMLP, SpotTransformer
-from hist_sd.models._histnet import HiSTNet
+from hist_sd.nn._baselines import SpotGAT, SpotMLP, SpotTransformer
+from hist_sd.nn._histnet import HiSTNet
+from hist_sd.nn._linear import SpotLinear
 
 __all__ = ["MODELS", "build", "register_model"]
 
@@ -18,6 +19,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "SpotMLP": SpotMLP,
     "SpotTransformer": SpotTransformer,
     "SpotGAT": SpotGAT,
+    "SpotLinear": SpotLinear,
 }
 
 
@@ -65,8 +67,8 @@ def build(name: str, hparams: Mapping[str, Any]) -> nn.Module:
     Examples
     --------
     >>> import hist_sd as hs
-    >>> net = hs.models.HiSTNet.from_preset("tiny", 16, 3)
-    >>> twin = hs.models.build(type(net).__name__, net.hparams)
+    >>> net = hs.nn.HiSTNet.from_preset("tiny", 16, 3)
+    >>> twin = hs.nn.build(type(net).__name__, net.hparams)
     >>> _ = twin.load_state_dict(net.state_dict())
     """
     if name not in MODELS:

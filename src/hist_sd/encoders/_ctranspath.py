@@ -244,7 +244,7 @@ def load_ctranspath_state(model: CTransPath, state: Mapping[str, Any], path: str
     path
         File name, for error messages.
     """
-    from hist_sd.pp._encoders import load_strict
+    from hist_sd.encoders._checkpoint import load_strict
 
     skip = ("relative_position_index", "attn_mask")
     clean = {k: v for k, v in state.items() if not k.endswith(skip)}

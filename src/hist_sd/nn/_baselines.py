@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hist_sd.models._base import HParamsModule, check_channels, check_int, check_prob
+from hist_sd.nn._base import HParamsModule, check_channels, check_int, check_prob
 
 __all__ = ["SpotGAT", "SpotMLP", "SpotTransformer", "spot_graph"]
 
@@ -274,14 +274,16 @@ def spot_graph(
     row_scale
         Rows are multiplied by this before measuring distances. For Visium ``array_row`` / ``array_col``
         (columns step by 2, odd rows shifted by 1) use ``row_scale=np.sqrt(3)`` and ``radius=2.1``: this joins
-        exactly the 6 hexagonal neighbours, all at distance 2.
+        exactly the 6 hexagonal neighbours, all at distance 2. Grid coordinates of a layout (where Visium
+        columns are already halved) go to :func:`hist_sd._core._grid.neighbours` instead, which knows each
+        layout's rule.
 
     Returns
     -------
     ``(2, E)`` ``torch.long`` edge index with both directions of every edge and no self loops, sorted by
     source then target.
     """
-    from scipy.spatial import cKDTree
+    from hist_sd._core._grid import radius_pairs
 
     r = np.asarray(rows, dtype=float)
     c = np.asarray(cols, dtype=float)
@@ -295,11 +297,5 @@ def spot_graph(
         raise ValueError(f"`radius` must be a positive number, got {radius!r}.")
     if not np.isfinite(row_scale) or row_scale <= 0:
         raise ValueError(f"`row_scale` must be a positive number, got {row_scale!r}.")
-    if r.size < 2:
-        return torch.zeros((2, 0), dtype=torch.long)
-    pairs = cKDTree(np.column_stack([r * float(row_scale), c])).query_pairs(
-        r=float(radius), output_type="ndarray"
-    )
-    both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
-    both = both[np.lexsort((both[:, 1], both[:, 0]))]
-    return torch.as_tensor(both.T.astype(np.int64).copy())
+    pairs = radius_pairs(np.column_stack([r * float(row_scale), c]), float(radius))
+    return torch.as_tensor(np.ascontiguousarray(pairs.T))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["masked_bce_with_logits", "masked_mse"]
+__all__ = ["masked_bce_with_logits", "masked_correlation_loss", "masked_mse"]
 
 
 def _select(
@@ -100,3 +100,26 @@ def masked_bce_with_logits(
         if bool((pos_weight < 0).any()):
             raise ValueError("`pos_weight` must be non-negative.")
     return F.binary_cross_entropy_with_logits(p, t.to(p.dtype), pos_weight=pos_weight)
+
+
+def masked_correlation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over channels of ``1 - Pearson r`` between ``pred`` and ``target`` at the masked positions.
+
+    Parameters
+    ----------
+    pred
+        Predictions, ``(B, C, H, W)`` or channels-last ``(..., C)``.
+    target
+        Targets of the same shape.
+    mask
+        Bool, ``(B, H, W)`` for a 4-D ``pred``, else ``pred.shape[:-1]``; ``None`` counts every position.
+
+    Returns
+    -------
+    Scalar tensor in ``[0, 2]``; 0 for a perfect (positively affine) prediction of every channel.
+    """
+    p, t = _select(pred, target, mask)
+    p = p - p.mean(0)
+    t = t - t.mean(0)
+    r = (p * t).sum(0) / (p.norm(dim=0) * t.norm(dim=0) + 1e-6)
+    return (1.0 - r).mean()

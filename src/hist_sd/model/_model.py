@@ -1,4 +1,8 @@
-"""The fitted model object: network + everything needed to apply it to a new slide, with safe save/load."""
+"""The fitted model object: network + everything needed to apply it to a new slide, with safe save/load.
+
+Predicting needs only this module, :mod:`hist_sd.model` and :mod:`hist_sd.nn`; the training engine is never
+imported.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +15,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hist_sd._core._grid import SQUARE_LAYOUTS
+from hist_sd.model._forward import forward_section
+from hist_sd.model._section import slide_normalise
+from hist_sd.model._spec import MethodSpec, get_method
+from hist_sd.model._tasks import TaskSpec, get_task
+
 if TYPE_CHECKING:
     import torch
 
-    from hist_sd.tl._data import Section
+    from hist_sd.model._section import Section
 
 logger = logging.getLogger("hist_sd")
 
 FORMAT = "hist_sd.model"
-FORMAT_VERSION = 1
-
-#: How each method consumes a slide.
-METHOD_KINDS: dict[str, str] = {
-    "hist": "grid",
-    "hist_noattn": "grid",
-    "hist_noconvmixer": "grid",
-    "ridge": "spot",
-    "mlp": "spot",
-    "transformer": "set",
-    "gnn": "graph",
-}
+#: 2: the resolved grid layout, the features' patch size (µm) and mpp are recorded and checked.
+FORMAT_VERSION = 2
+#: Relative difference of patch sizes (µm) tolerated between training and prediction features.
+PATCH_TOLERANCE = 0.01
 
 
 @dataclass
@@ -48,13 +50,18 @@ class HistModel:
     task
         ``"expression"`` (one output per gene) or ``"tumor"`` (one logit).
     genes
-        Output gene names (``["tumor"]`` for the tumour task).
+        Output names: genes, or the truth column for the tumour task.
     features_key, encoder, feature_dim
         Which ``obsm`` features the model reads, the encoder that made them and their dimension.
+    patch_um, mpp
+        Side in µm of the patches the training features were computed from, and the µm per pixel of the training
+        images (``None`` when the features carry no record); prediction refuses features of another patch size.
     feature_mean, feature_std, target_mean, target_std
         Standardisation learned on the training spots.
     grid
-        Grid settings (``pad_multiple``, ``layout``).
+        Grid settings: ``pad_multiple`` and the resolved ``layout`` of the training slides (``"st"``, ``"tiles"``
+        or ``"visium"``); prediction refuses slides of an incompatible layout (a square grid against Visium's
+        hexagonal one).
     feature_norm
         ``"slide"``: features are first standardised within each slide (removes stain and scanner shifts
         between slides); ``"global"``: only the training-set standardisation.
@@ -76,32 +83,47 @@ class HistModel:
     feature_std: np.ndarray
     target_mean: np.ndarray
     target_std: np.ndarray
-    grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "auto"})
+    grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "st"})
+    patch_um: float | None = None
+    mpp: float | None = None
     feature_norm: str = "global"
     projection: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
     history: list[float] = field(default_factory=list)
 
     @property
+    def spec(self) -> MethodSpec:
+        """The method's :class:`~hist_sd.model.MethodSpec`."""
+        return get_method(self.method)
+
+    @property
+    def task_spec(self) -> TaskSpec:
+        """The task's :class:`~hist_sd.model.TaskSpec`."""
+        return get_task(self.task)
+
+    @property
     def kind(self) -> str:
         """How the model consumes a slide: ``"grid"``, ``"spot"``, ``"set"`` or ``"graph"``."""
-        return METHOD_KINDS[self.method]
+        return self.spec.input
+
+    @property
+    def layout(self) -> str:
+        """The grid layout of the training slides."""
+        return str(self.grid.get("layout", "auto"))
 
     def __repr__(self) -> str:
         n = sum(p.numel() for p in self.net.parameters())
-        outputs = f"n_genes={len(self.genes)}" if self.task == "expression" else f"truth_key={self.genes[0]!r}"
+        outputs = f"n_outputs={len(self.genes)}" if self.task_spec.needs_genes else f"truth_key={self.genes[0]!r}"
         return (
             f"HistModel(method={self.method!r}, task={self.task!r}, {outputs}, "
             f"features_key={self.features_key!r}, encoder={self.encoder!r}, feature_dim={self.feature_dim}, "
-            f"n_params={n:,})"
+            f"layout={self.layout!r}, patch_um={self.patch_um}, n_params={n:,})"
         )
 
     # ------------------------------------------------------------------ application
     def predict_section(self, section: Section, *, device: torch.device | None = None) -> np.ndarray:
-        """Predictions for one prepared section, ``(n_obs, n_outputs)`` in target units (logits for tumour)."""
+        """Network outputs for one prepared section, ``(n_obs, n_outputs)`` in target units (logits for tumour)."""
         import torch
-
-        from hist_sd.tl._train import forward_section
 
         if section.features.shape[1] != self.feature_dim:
             raise ValueError(
@@ -110,18 +132,41 @@ class HistModel:
             )
         device = device or torch.device("cpu")
         self.net.to(device).eval()
-        from hist_sd.tl._data import slide_normalise
-
         feats = slide_normalise(section) if self.feature_norm == "slide" else section.features
         x = (feats - self.feature_mean) / self.feature_std
         if self.projection is not None:
             x = x @ self.projection
         with torch.inference_mode():
-            out = forward_section(self, section, x.astype(np.float32), device=device)
+            out = forward_section(
+                self.net, self.kind, section, x.astype(np.float32), device=device,
+                tta=bool(self.params.get("tta", False)), pad_multiple=int(self.grid.get("pad_multiple", 16)),
+            )
         return out * self.target_std + self.target_mean
 
-    def check_data(self, *, features_key: str, feature_dim: int, encoder: str | None) -> None:
-        """Refuse data the model was not trained for (feature key, dimension, encoder)."""
+    def check_data(
+        self,
+        *,
+        features_key: str,
+        feature_dim: int,
+        encoder: str | None,
+        patch_um: float | None = None,
+        layout: str | None = None,
+    ) -> None:
+        """Refuse data the model was not trained for (feature dimension, encoder, patch size, grid layout).
+
+        Parameters
+        ----------
+        features_key
+            ``obsm`` key of the data's features (for messages).
+        feature_dim
+            Their dimension.
+        encoder
+            The encoder recorded with them (``None``: unknown, not checked).
+        patch_um
+            Their patch side in µm (``None``: unknown, not checked).
+        layout
+            The data's resolved grid layout (``None``: unknown, not checked).
+        """
         if feature_dim != self.feature_dim:
             raise ValueError(
                 f"Checkpoint mismatch: the model expects {self.feature_dim}-d features from encoder "
@@ -132,6 +177,22 @@ class HistModel:
             raise ValueError(
                 f"Checkpoint mismatch: the model was trained on features from encoder {self.encoder!r}, "
                 f"but `obsm[{features_key!r}]` was computed with {encoder!r}."
+            )
+        if (
+            patch_um is not None and self.patch_um is not None
+            and abs(float(patch_um) - self.patch_um) > PATCH_TOLERANCE * self.patch_um
+        ):
+            raise ValueError(
+                f"Checkpoint mismatch: the model was trained on features of {self.patch_um:g} µm patches, but "
+                f"`obsm[{features_key!r}]` was computed from {float(patch_um):g} µm patches. Recompute them with "
+                f"`hs.pp.features(..., patch_um={self.patch_um:g})`."
+            )
+        known = self.layout if self.layout != "auto" else None
+        if layout is not None and known is not None and (layout in SQUARE_LAYOUTS) != (known in SQUARE_LAYOUTS):
+            raise ValueError(
+                f"Checkpoint mismatch: the model was trained on a {known!r} spot grid, but the data are laid out "
+                f"as {layout!r}; a model learned on a square grid cannot be applied to Visium's hexagonal one "
+                "(or the other way round)."
             )
 
     def check_genes(self, genes: Sequence[str]) -> None:
@@ -170,6 +231,8 @@ class HistModel:
             "target_mean": torch.from_numpy(np.asarray(self.target_mean, np.float32)),
             "target_std": torch.from_numpy(np.asarray(self.target_std, np.float32)),
             "grid": dict(self.grid),
+            "patch_um": self.patch_um,
+            "mpp": self.mpp,
             "feature_norm": self.feature_norm,
             "projection": None if self.projection is None else torch.from_numpy(np.asarray(self.projection, np.float32)),
             "params": {k: v for k, v in self.params.items() if isinstance(v, str | int | float | bool | list | type(None))},
@@ -188,7 +251,7 @@ class HistModel:
         """
         import torch
 
-        from hist_sd._utils import atomic_path
+        from hist_sd._core._files import atomic_path
 
         path = Path(path)
         with atomic_path(path, overwrite=overwrite) as tmp:
@@ -199,7 +262,7 @@ class HistModel:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> HistModel:
         """Rebuild a model from :meth:`state`."""
-        from hist_sd import models
+        from hist_sd import nn
 
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(
@@ -211,7 +274,7 @@ class HistModel:
                 f"Checkpoint format version {state['format_version']} is newer than this hist_sd "
                 f"({FORMAT_VERSION}); upgrade hist_sd."
             )
-        net = models.build(state["model_class"], state["hparams"])
+        net = nn.build(state["model_class"], state["hparams"])
         try:
             net.load_state_dict(state["state_dict"], strict=True)
         except RuntimeError as err:
@@ -230,6 +293,8 @@ class HistModel:
             target_mean=state["target_mean"].numpy(),
             target_std=state["target_std"].numpy(),
             grid=dict(state.get("grid", {})),
+            patch_um=None if state.get("patch_um") is None else float(state["patch_um"]),
+            mpp=None if state.get("mpp") is None else float(state["mpp"]),
             feature_norm=str(state.get("feature_norm", "global")),
             projection=None if state.get("projection") is None else state["projection"].numpy(),
             params=dict(state.get("params", {})),

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from hist_sd._core._tissue import tissue_fraction
+
 if TYPE_CHECKING:
     import torch
 
@@ -24,8 +26,6 @@ R = TypeVar("R")
 
 #: Pixel value used to pad patches that reach over the image border (white glass).
 FILL = 255
-#: A pixel counts as tissue when every channel is at most this value (optical density >= 0.15 at Io = 240).
-TISSUE_MAX = 206
 #: Patches with a smaller tissue fraction are left as they are by stain normalisation.
 MIN_TISSUE_FRACTION = 0.05
 
@@ -106,11 +106,6 @@ def resize(patch: np.ndarray, size: int) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(np.ascontiguousarray(patch)).resize((size, size), Image.Resampling.BILINEAR))
-
-
-def tissue_fraction(patches: np.ndarray) -> np.ndarray:
-    """Fraction of tissue pixels (every channel ``<= TISSUE_MAX``) of ``(..., y, x, 3)`` uint8 patches."""
-    return (patches.max(axis=-1) <= TISSUE_MAX).mean(axis=(-2, -1))
 
 
 class StainNormalizer:

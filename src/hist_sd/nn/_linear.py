@@ -5,13 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hist_sd.models._base import HParamsModule
-from hist_sd.models._registry import register_model
+from hist_sd.nn._base import HParamsModule
 
 __all__ = ["SpotLinear"]
 
 
-@register_model
 class SpotLinear(HParamsModule):
     """Linear map from spot features to outputs, ``(N, C) -> (N, out)``.
 

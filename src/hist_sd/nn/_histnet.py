@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hist_sd.models._base import HParamsModule, check_channels, check_int, check_prob
+from hist_sd.nn._base import HParamsModule, check_channels, check_int, check_prob
 
 __all__ = ["ConvMixerBlock", "DoubleConv", "HiSTNet", "MultiScaleAttentionGate"]
 
@@ -153,7 +153,7 @@ class HiSTNet(HParamsModule):
     Examples
     --------
     >>> import torch, hist_sd as hs
-    >>> net = hs.models.HiSTNet.from_preset("tiny", 32, 10)
+    >>> net = hs.nn.HiSTNet.from_preset("tiny", 32, 10)
     >>> net(torch.randn(2, 32, 8, 8)).shape
     torch.Size([2, 10, 8, 8])
     """

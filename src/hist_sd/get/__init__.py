@@ -1,0 +1,5 @@
+"""hist_sd.get: accessors like ``sc.get`` (predictions, measured expression, scale)."""
+
+from hist_sd.get._accessors import expression, predictions, scale
+
+__all__ = ["expression", "predictions", "scale"]
