@@ -22,9 +22,9 @@ HER2ST_IMAGE_SECTIONS: tuple[str, ...] = ("B4", "C2", "C3", "C4", "C5", "C6")
 
 def expression_methods() -> tuple[str, ...]:
     """Every registered method that predicts expression, in registration order (the benchmark's default)."""
-    from hist_sd.model import METHODS
+    from hist_sd.model import METHODS, get_task
 
-    return tuple(name for name, spec in METHODS.items() if "expression" in spec.tasks)
+    return tuple(name for name, spec in METHODS.items() if spec.supports(get_task("expression")))
 
 
 def peak_rss_mib() -> float:

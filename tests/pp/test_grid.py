@@ -20,25 +20,6 @@ def _light(table: AnnData) -> AnnData:
 
 
 @pytest.fixture(scope="module")
-def visium(data_dir: Path) -> AnnData:
-    """Every spot of the 10x Visium fixture's array (4,992 spots, 4,235 in tissue), with seeded values."""
-    pos = pd.read_csv(
-        data_dir / "visium_fixture" / "spatial" / "tissue_positions_list.csv",
-        header=None,
-        names=["barcode", "in_tissue", "array_row", "array_col", "pxl_row", "pxl_col"],
-        index_col=0,
-    )
-    rng = np.random.default_rng(0)
-    ad = AnnData(
-        X=sparse.random(len(pos), 30, density=0.3, format="csr", random_state=1, dtype=np.float32),
-        obs=pos,
-        obsm={"spatial": pos[["pxl_col", "pxl_row"]].to_numpy(float), "X_hist": rng.normal(size=(len(pos), 7))},
-    )
-    ad.uns["hist_sd"] = {"technology": "visium"}
-    return ad
-
-
-@pytest.fixture(scope="module")
 def mob(data_dir: Path) -> AnnData:
     d = data_dir / "mob_stahl2016"
     sdata = hs.io.read_st(d / "counts" / "Rep1.tsv.gz", d / "spots" / "Rep1.tsv", None)

@@ -13,6 +13,7 @@ from scipy import sparse
 from hist_sd import _constants as C
 from hist_sd._core._data import get_meta, get_mpp, resolve
 from hist_sd._core._expr import measured_matrix
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -56,6 +57,7 @@ def prediction_matrix(adata: AnnData, pred_key: str) -> tuple[np.ndarray, list[s
     return values, genes
 
 
+@doc_params
 def predictions(data: AnnData | SpatialData, key: str = C.PRED, *, table_key: str | None = None) -> pd.DataFrame:
     """Predictions of :func:`hist_sd.tl.predict` as a DataFrame (spots x genes, indexed by ``obs_names``).
 
@@ -65,8 +67,7 @@ def predictions(data: AnnData | SpatialData, key: str = C.PRED, *, table_key: st
         The slide (AnnData, or a SpatialData holding the table).
     key
         ``obsm`` key of an expression prediction, or ``obs`` column of a tumour probability.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
 
     Returns
     -------
@@ -86,6 +87,7 @@ def predictions(data: AnnData | SpatialData, key: str = C.PRED, *, table_key: st
     return pd.DataFrame(values, index=adata.obs_names.copy(), columns=pd.Index(genes))
 
 
+@doc_params
 def expression(
     data: AnnData | SpatialData,
     genes: str | Sequence[str],
@@ -106,8 +108,7 @@ def expression(
         One gene or a list.
     layer
         Take ``layers[layer]`` as it is instead of ``.X``.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     """
     _, adata = resolve(data, table_key)
     genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
@@ -117,6 +118,7 @@ def expression(
     return df
 
 
+@doc_params
 def scale(data: AnnData | SpatialData, *, table_key: str | None = None) -> dict[str, Any]:
     """The physical scale recorded by the readers: ``mpp``, spot diameter and spacing (µm), technology, elements.
 
@@ -124,8 +126,7 @@ def scale(data: AnnData | SpatialData, *, table_key: str | None = None) -> dict[
     ----------
     data
         The slide.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     """
     _, adata = resolve(data, table_key)
     meta = dict(get_meta(adata))

@@ -8,7 +8,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,83 @@ def _dataset_id(path: Path, counts_file: str, dataset_id: str | None) -> str:
     if prefixed:
         return prefixed[0][: -len(f"_{counts_file}")]
     return path.resolve().name
+
+
+def _check_read_visium_args(
+    path: Path, counts_file: str, image: VisiumImage | None, fullres_image_file: PathLike | None
+) -> tuple[Path, str | None, Path | None]:
+    """Check the folder, its files and the image options; the folder, the image to read, the full-res file."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"`path`: no Space Ranger output folder at {str(path)!r}.")
+    if not (path / counts_file).is_file():
+        raise FileNotFoundError(f"`counts_file`: no counts file {counts_file!r} in {str(path)!r}.")
+    spatial = path / "spatial"
+    if not any((spatial / f).is_file() for f in _POSITIONS):
+        raise FileNotFoundError(f"`path`: no spatial/{' or spatial/'.join(_POSITIONS)} in {str(path)!r}.")
+    if not (spatial / _SCALEFACTORS).is_file():
+        raise FileNotFoundError(f"`path`: no spatial/{_SCALEFACTORS} in {str(path)!r}.")
+    if image not in (None, "auto", "full", "hires", "lowres"):
+        raise ValueError(f"`image` must be 'auto', 'full', 'hires', 'lowres' or None, got {image!r}.")
+    if image == "auto":
+        image = "full" if fullres_image_file is not None else "hires"
+    full_path: Path | None = None
+    if fullres_image_file is not None:
+        full_path = Path(fullres_image_file)
+        if not full_path.is_absolute() and not full_path.is_file():
+            full_path = path / full_path  # relative to the Space Ranger folder when not found from here
+        if not full_path.is_file():
+            raise FileNotFoundError(f"`fullres_image_file`: no image file at {str(full_path)!r}.")
+    if image == "full" and full_path is None:
+        raise ValueError("`image='full'` needs `fullres_image_file`.")
+    return path, image, full_path
+
+
+def _read_scalefactors(spatial: Path) -> tuple[dict[str, Any], float]:
+    """The scale factors of ``spatial/`` and the spot diameter in full-resolution pixels (checked)."""
+    scalefactors = json.loads((spatial / _SCALEFACTORS).read_text())
+    diameter_full = float(scalefactors.get("spot_diameter_fullres", float("nan")))
+    if not np.isfinite(diameter_full) or diameter_full <= 0:
+        raise ValueError(f"{_SCALEFACTORS} has no valid 'spot_diameter_fullres' ({diameter_full!r}).")
+    return scalefactors, diameter_full
+
+
+def _load_image(
+    path: Path, image: str | None, full_path: Path | None, scalefactors: dict[str, Any], dataset_id: str
+) -> tuple[np.ndarray | None, float, str, str | None]:
+    """The image asked for, its scale to full resolution, its coordinate system and its element key."""
+    img = None
+    scale = 1.0
+    coordinate_system = dataset_id
+    image_key = None
+    if image == "full":
+        assert full_path is not None
+        img = load_rgb(full_path, what="fullres_image_file")
+        image_key = f"{dataset_id}_full_image"
+    elif image in ("hires", "lowres"):
+        png = path / "spatial" / f"tissue_{image}_image.png"
+        if not png.is_file():
+            raise FileNotFoundError(f"`image`={image!r}: no spatial/{png.name} in {str(path)!r}.")
+        scale = float(scalefactors[_SCALE_KEY[image]])
+        img = load_rgb(png, what=f"spatial/{png.name}")
+        image_key = f"{dataset_id}_{image}_image"
+        coordinate_system = f"{dataset_id}_downscaled_{image}"
+    return img, scale, coordinate_system, image_key
+
+
+def _visium_table(src: AnnData, section: str, patient: str | None) -> AnnData:
+    """The hist_sd table of spatialdata-io's Visium table: sparse counts and the standard ``obs`` columns."""
+    obs = pd.DataFrame(
+        {
+            "array_row": src.obs["array_row"].to_numpy(int),
+            "array_col": src.obs["array_col"].to_numpy(int),
+            "in_tissue": src.obs["in_tissue"].to_numpy(int),
+            "section": pd.Categorical([section] * src.n_obs),
+            "patient": pd.Categorical([patient or section] * src.n_obs),
+        },
+        index=pd.Index(src.obs_names.astype(str)),
+    )
+    var = src.var.drop(columns=[c for c in src.var.columns if c.startswith("_")]).copy()
+    return AnnData(X=to_csr(src.X), obs=obs, var=var)
 
 
 def read_visium(
@@ -92,36 +169,12 @@ def read_visium(
     import spatialdata_io as sdio
     from spatialdata.transformations import Scale, set_transformation
 
-    path = Path(path)
-    if not path.is_dir():
-        raise FileNotFoundError(f"`path`: no Space Ranger output folder at {str(path)!r}.")
-    if not (path / counts_file).is_file():
-        raise FileNotFoundError(f"`counts_file`: no counts file {counts_file!r} in {str(path)!r}.")
+    path, image, full_path = _check_read_visium_args(Path(path), counts_file, image, fullres_image_file)
     spatial = path / "spatial"
-    if not any((spatial / f).is_file() for f in _POSITIONS):
-        raise FileNotFoundError(f"`path`: no spatial/{' or spatial/'.join(_POSITIONS)} in {str(path)!r}.")
-    if not (spatial / _SCALEFACTORS).is_file():
-        raise FileNotFoundError(f"`path`: no spatial/{_SCALEFACTORS} in {str(path)!r}.")
-    if image not in (None, "auto", "full", "hires", "lowres"):
-        raise ValueError(f"`image` must be 'auto', 'full', 'hires', 'lowres' or None, got {image!r}.")
-    if image == "auto":
-        image = "full" if fullres_image_file is not None else "hires"
-    full_path: Path | None = None
-    if fullres_image_file is not None:
-        full_path = Path(fullres_image_file)
-        if not full_path.is_absolute() and not full_path.is_file():
-            full_path = path / full_path  # relative to the Space Ranger folder when not found from here
-        if not full_path.is_file():
-            raise FileNotFoundError(f"`fullres_image_file`: no image file at {str(full_path)!r}.")
-    if image == "full" and full_path is None:
-        raise ValueError("`image='full'` needs `fullres_image_file`.")
 
     dataset_id = _dataset_id(path, counts_file, dataset_id)
     section = section or dataset_id
-    scalefactors = json.loads((spatial / _SCALEFACTORS).read_text())
-    diameter_full = float(scalefactors.get("spot_diameter_fullres", float("nan")))
-    if not np.isfinite(diameter_full) or diameter_full <= 0:
-        raise ValueError(f"{_SCALEFACTORS} has no valid 'spot_diameter_fullres' ({diameter_full!r}).")
+    scalefactors, diameter_full = _read_scalefactors(spatial)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,36 +182,10 @@ def read_visium(
     src = raw.tables["table"]
     xy_full = np.asarray(src.obsm["spatial"], dtype=float)
 
-    img = None
-    scale = 1.0
-    coordinate_system = dataset_id
-    image_key = None
-    if image == "full":
-        assert full_path is not None
-        img = load_rgb(full_path, what="fullres_image_file")
-        image_key = f"{dataset_id}_full_image"
-    elif image in ("hires", "lowres"):
-        png = spatial / f"tissue_{image}_image.png"
-        if not png.is_file():
-            raise FileNotFoundError(f"`image`={image!r}: no spatial/{png.name} in {str(path)!r}.")
-        scale = float(scalefactors[_SCALE_KEY[image]])
-        img = load_rgb(png, what=f"spatial/{png.name}")
-        image_key = f"{dataset_id}_{image}_image"
-        coordinate_system = f"{dataset_id}_downscaled_{image}"
+    img, scale, coordinate_system, image_key = _load_image(path, image, full_path, scalefactors, dataset_id)
     mpp = C.VISIUM_SPOT_DIAMETER_UM / (diameter_full * scale)
 
-    obs = pd.DataFrame(
-        {
-            "array_row": src.obs["array_row"].to_numpy(int),
-            "array_col": src.obs["array_col"].to_numpy(int),
-            "in_tissue": src.obs["in_tissue"].to_numpy(int),
-            "section": pd.Categorical([section] * src.n_obs),
-            "patient": pd.Categorical([patient or section] * src.n_obs),
-        },
-        index=pd.Index(src.obs_names.astype(str)),
-    )
-    var = src.var.drop(columns=[c for c in src.var.columns if c.startswith("_")]).copy()
-    adata = AnnData(X=to_csr(src.X), obs=obs, var=var)
+    adata = _visium_table(src, section, patient)
     sdata = build_sdata(
         image=img,
         xy=xy_full * scale,

@@ -14,6 +14,7 @@ from hist_sd import _constants as C
 from hist_sd._core._data import resolve
 from hist_sd._core._expr import in_tissue_mask
 from hist_sd._core._grid import SQUARE_LAYOUTS, assign_grid, gather, scatter
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -72,6 +73,7 @@ def feature_params(adata: AnnData, features_key: str) -> dict[str, Any]:
     return dict(params)
 
 
+@doc_params
 def prepare_section(
     data: AnnData | SpatialData,
     *,
@@ -102,8 +104,7 @@ def prepare_section(
         The slide's cross-validation group: ``group``, else the first value of ``obs[groups_key]``, else ``name``.
     layout, pad_multiple
         Grid settings (see :func:`hist_sd.pp.grid`).
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     name
         Section name (default: ``obs["section"]``).
     """

@@ -12,8 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hist_sd._core._registry import Registry
+
 if TYPE_CHECKING:
     from torch import nn
+
+    from hist_sd.model._tasks import TaskSpec
 
 __all__ = ["INPUT_KINDS", "METHODS", "MethodSpec", "get_method", "register_method"]
 
@@ -41,7 +45,8 @@ class MethodSpec:
     epochs
         Default training epochs (an epoch is one pass over the training slides, or spots for ``"spot"`` input).
     tasks
-        Tasks the method supports.
+        Tasks the method supports; ``None``: every registered task its ``fit`` can learn (gradient descent: any;
+        closed-form ridge: regression tasks).
     input_noise
         Default standard deviation of the Gaussian noise added to the inputs during training.
     corr_weight
@@ -60,15 +65,30 @@ class MethodSpec:
     network: Callable[..., nn.Module]
     input: str
     epochs: int
-    tasks: tuple[str, ...] = ("expression", "tumor")
+    tasks: tuple[str, ...] | None = None
     input_noise: float = 0.0
     corr_weight: float = 0.0
     pca: int | None = 32
     fit: str = "gradient"
     reference: str = ""
 
+    def supports(self, task: TaskSpec) -> bool:
+        """Whether the method can learn ``task``."""
+        if self.tasks is not None:
+            return task.name in self.tasks
+        return self.fit == "gradient" or task.regression
 
-METHODS: dict[str, MethodSpec] = {}
+    def check_task(self, task: TaskSpec) -> None:
+        """Raise a clear error when the method cannot learn ``task``."""
+        if not self.supports(task):
+            from hist_sd.model._tasks import TASKS
+
+            ok = [name for name, t in TASKS.items() if self.supports(t)]
+            raise ValueError(f"`method`={self.name!r} supports the tasks {ok}, not {task.name!r}.")
+
+
+#: Every registered method, by name.
+METHODS: Registry[MethodSpec] = Registry("method", "method")
 
 
 def register_method(spec: MethodSpec, *, overwrite: bool = False) -> MethodSpec:
@@ -79,17 +99,12 @@ def register_method(spec: MethodSpec, *, overwrite: bool = False) -> MethodSpec:
         raise ValueError(f"MethodSpec.input must be one of {INPUT_KINDS}, got {spec.input!r}.")
     if spec.fit not in FITTERS:
         raise ValueError(f"MethodSpec.fit must be one of {FITTERS}, got {spec.fit!r}.")
-    if spec.name in METHODS and not overwrite:
-        raise ValueError(f"A method named {spec.name!r} is registered already; pass overwrite=True to replace it.")
-    METHODS[spec.name] = spec
-    return spec
+    return METHODS.add(spec.name, spec, overwrite=overwrite)
 
 
 def get_method(name: str) -> MethodSpec:
     """The spec of method ``name``; a clear error listing the registered methods otherwise."""
-    if name not in METHODS:
-        raise ValueError(f"`method` must be one of {sorted(METHODS)}, got {name!r}.")
-    return METHODS[name]
+    return METHODS.lookup(name)
 
 
 # ---------------------------------------------------------------------------------------------- network factories
@@ -127,7 +142,7 @@ register_method(MethodSpec(
 ))
 register_method(MethodSpec(
     name="ridge", description="PCA + ridge, penalty by generalised cross-validation (HEST-benchmark protocol)",
-    network=_plain("SpotLinear"), input="spot", epochs=0, pca=256, fit="ridge", tasks=("expression",),
+    network=_plain("SpotLinear"), input="spot", epochs=0, pca=256, fit="ridge",
     reference="Jaume et al., NeurIPS 2024 (HEST-1k)",
 ))
 register_method(MethodSpec(

@@ -17,6 +17,7 @@ from anndata import AnnData
 from hist_sd import _constants as C
 from hist_sd._core._data import match_genes
 from hist_sd._core._expr import measured_matrix
+from hist_sd._core._registry import Registry
 from hist_sd._core._stats import correlate, segmentation_metrics
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ class TaskSpec:
         ``outputs(genes, truth_key) -> list[str]``: names of the model's outputs.
     loss
         ``loss(pred, target, mask, corr_weight) -> scalar tensor`` on network outputs.
-    standardise_targets
-        Whether targets are z-scored with training-fold statistics before the loss (regression).
+    regression
+        Whether the targets are continuous: they are then z-scored with training-fold statistics before the loss,
+        and closed-form least-squares methods (ridge) can learn the task.
     corr_loss
         Whether ``corr_weight`` (a correlation term added to the loss) applies.
     link
@@ -66,7 +68,7 @@ class TaskSpec:
     targets: Callable[[AnnData, Sequence[str] | None, str], np.ndarray]
     outputs: Callable[[Sequence[str] | None, str], list[str]]
     loss: Callable[..., Any]
-    standardise_targets: bool
+    regression: bool
     corr_loss: bool
     link: Callable[[np.ndarray], np.ndarray]
     score: Callable[[np.ndarray, np.ndarray, list[str], str], pd.DataFrame]
@@ -76,7 +78,8 @@ class TaskSpec:
     needs_genes: bool
 
 
-TASKS: dict[str, TaskSpec] = {}
+#: Every registered task, by name.
+TASKS: Registry[TaskSpec] = Registry("task", "task")
 
 
 def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
@@ -85,17 +88,12 @@ def register_task(spec: TaskSpec, *, overwrite: bool = False) -> TaskSpec:
         raise TypeError(f"`spec` must be a TaskSpec, got {type(spec).__name__}.")
     if spec.location not in ("obs", "obsm"):
         raise ValueError(f"TaskSpec.location must be 'obs' or 'obsm', got {spec.location!r}.")
-    if spec.name in TASKS and not overwrite:
-        raise ValueError(f"A task named {spec.name!r} is registered already; pass overwrite=True to replace it.")
-    TASKS[spec.name] = spec
-    return spec
+    return TASKS.add(spec.name, spec, overwrite=overwrite)
 
 
 def get_task(name: str) -> TaskSpec:
     """The spec of task ``name``; a clear error listing the registered tasks otherwise."""
-    if name not in TASKS:
-        raise ValueError(f"`task` must be one of {sorted(TASKS)}, got {name!r}.")
-    return TASKS[name]
+    return TASKS.lookup(name)
 
 
 # ---------------------------------------------------------------------------------------------- expression
@@ -164,7 +162,7 @@ register_task(TaskSpec(
     targets=log_expression,
     outputs=lambda genes, truth_key: list(genes or []),
     loss=_expression_loss,
-    standardise_targets=True,
+    regression=True,
     corr_loss=True,
     link=lambda x: x,
     score=gene_scores,
@@ -179,7 +177,7 @@ register_task(TaskSpec(
     targets=tumor_targets,
     outputs=lambda genes, truth_key: [truth_key],
     loss=_tumor_loss,
-    standardise_targets=False,
+    regression=False,
     corr_loss=False,
     link=_sigmoid,
     score=_segmentation_score,

@@ -7,7 +7,9 @@ only needs the class name, ``hparams`` and the ``state_dict`` (see :func:`hist_s
 
 from __future__ import annotations
 
+import inspect
 import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,8 +25,33 @@ class HParamsModule(nn.Module):
 
     hparams: dict[str, Any]
 
-    def _set_hparams(self, **hparams: Any) -> None:
-        self.hparams = {k: _plain(k, v) for k, v in hparams.items()}
+    def _save_hparams(
+        self,
+        *,
+        ints: Sequence[str] = (),
+        probs: Sequence[str] = (),
+        minimum: Mapping[str, int] | None = None,
+        optional: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Check the caller's constructor arguments and keep them in ``self.hparams`` (as Lightning does).
+
+        Reads the arguments of the calling ``__init__`` (call it first thing, before they change): ``ints`` must be
+        integers >= 1 (or ``minimum[name]``; ``None`` allowed for names in ``optional``), ``probs`` floats in
+        ``[0, 1)``; every argument must be JSON-serialisable. Returns the checked arguments.
+        """
+        frame = inspect.currentframe()
+        caller = frame.f_back if frame is not None else None
+        if caller is None:  # pragma: no cover - CPython always has frames
+            raise RuntimeError("_save_hparams must be called from a constructor.")
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        args = {k: caller.f_locals[k] for k in names if k in caller.f_locals}
+        low = dict(minimum or {})
+        for k in ints:
+            args[k] = check_int(k, args[k], minimum=low.get(k, 1), allow_none=k in optional)
+        for k in probs:
+            args[k] = check_prob(k, args[k])
+        self.hparams = {k: _plain(k, v) for k, v in args.items()}
+        return args
 
     def extra_repr(self) -> str:  # shown by print(model)
         return ", ".join(f"{k}={v!r}" for k, v in self.hparams.items()) if hasattr(self, "hparams") else ""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hist_sd.nn._base import HParamsModule, check_channels, check_int, check_prob
+from hist_sd.nn._base import HParamsModule, check_channels
 
 __all__ = ["SpotGAT", "SpotMLP", "SpotTransformer", "spot_graph"]
 
@@ -36,11 +36,7 @@ class SpotMLP(HParamsModule):
         self, in_channels: int, out_channels: int, *, hidden: int = 256, dropout: float = 0.1
     ) -> None:
         super().__init__()
-        in_channels = check_int("in_channels", in_channels)
-        out_channels = check_int("out_channels", out_channels)
-        hidden = check_int("hidden", hidden)
-        dropout = check_prob("dropout", dropout)
-        self._set_hparams(in_channels=in_channels, out_channels=out_channels, hidden=hidden, dropout=dropout)
+        self._save_hparams(ints=("in_channels", "out_channels", "hidden"), probs=("dropout",))
         self.in_channels = in_channels
         self.net = nn.Sequential(
             nn.Linear(in_channels, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_channels)
@@ -89,24 +85,9 @@ class SpotTransformer(HParamsModule):
         max_grid: int = 128,
     ) -> None:
         super().__init__()
-        in_channels = check_int("in_channels", in_channels)
-        out_channels = check_int("out_channels", out_channels)
-        dim = check_int("dim", dim)
-        depth = check_int("depth", depth)
-        heads = check_int("heads", heads)
-        max_grid = check_int("max_grid", max_grid)
-        dropout = check_prob("dropout", dropout)
+        self._save_hparams(ints=("in_channels", "out_channels", "dim", "depth", "heads", "max_grid"), probs=("dropout",))
         if dim % heads:
             raise ValueError(f"`heads` ({heads}) must divide `dim` ({dim}).")
-        self._set_hparams(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            dim=dim,
-            depth=depth,
-            heads=heads,
-            dropout=dropout,
-            max_grid=max_grid,
-        )
         self.in_channels = in_channels
         self.max_grid = max_grid
         self.embed = nn.Linear(in_channels, dim)
@@ -213,22 +194,9 @@ class SpotGAT(HParamsModule):
         super().__init__()
         from torch_geometric.nn import GATv2Conv
 
-        in_channels = check_int("in_channels", in_channels)
-        out_channels = check_int("out_channels", out_channels)
-        hidden = check_int("hidden", hidden)
-        heads = check_int("heads", heads)
-        layers = check_int("layers", layers)
-        dropout = check_prob("dropout", dropout)
+        self._save_hparams(ints=("in_channels", "out_channels", "hidden", "heads", "layers"), probs=("dropout",))
         if hidden % heads:
             raise ValueError(f"`hidden` ({hidden}) must be a multiple of `heads` ({heads}).")
-        self._set_hparams(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            hidden=hidden,
-            heads=heads,
-            layers=layers,
-            dropout=dropout,
-        )
         self.in_channels = in_channels
         self.proj = nn.Linear(in_channels, hidden)
         self.convs = nn.ModuleList(

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from hist_sd.nn._base import HParamsModule, check_channels, check_int, check_prob
+from hist_sd.nn._base import HParamsModule, check_channels
 
 __all__ = ["ConvMixerBlock", "DoubleConv", "HiSTNet", "MultiScaleAttentionGate"]
 
@@ -181,34 +181,17 @@ class HiSTNet(HParamsModule):
         upsample: str = "nearest",
     ) -> None:
         super().__init__()
-        in_channels = check_int("in_channels", in_channels)
-        out_channels = check_int("out_channels", out_channels)
-        base_width = check_int("base_width", base_width)
-        depth = check_int("depth", depth, minimum=2)
-        convmixer_depth = check_int("convmixer_depth", convmixer_depth)
-        convmixer_kernel = check_int("convmixer_kernel", convmixer_kernel)
+        self._save_hparams(
+            ints=("in_channels", "out_channels", "base_width", "depth", "convmixer_depth", "convmixer_kernel", "in_proj"),
+            probs=("dropout",), minimum={"depth": 2}, optional=("in_proj",),
+        )
         if convmixer_kernel % 2 == 0:
             raise ValueError(f"`convmixer_kernel` must be odd, got {convmixer_kernel}.")
-        in_proj = check_int("in_proj", in_proj, allow_none=True)
-        dropout = check_prob("dropout", dropout)
         if upsample not in _UPSAMPLE:
             raise ValueError(f"`upsample` must be one of {_UPSAMPLE}, got {upsample!r}.")
         for name, flag in (("attention", attention), ("convmixer", convmixer)):
             if not isinstance(flag, bool):
                 raise ValueError(f"`{name}` must be a bool, got {flag!r}.")
-        self._set_hparams(
-            in_channels=in_channels,
-            out_channels=out_channels,
-            base_width=base_width,
-            depth=depth,
-            convmixer_depth=convmixer_depth,
-            convmixer_kernel=convmixer_kernel,
-            attention=attention,
-            convmixer=convmixer,
-            dropout=dropout,
-            in_proj=in_proj,
-            upsample=upsample,
-        )
         self.in_channels = in_channels
         self.depth = depth
         widths = [base_width * 2**i for i in range(depth)]

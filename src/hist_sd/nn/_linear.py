@@ -26,7 +26,7 @@ class SpotLinear(HParamsModule):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self._set_hparams(in_channels=in_channels, out_channels=out_channels)
+        self._save_hparams(ints=("in_channels", "out_channels"))
         self.linear = nn.Linear(in_channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from hist_sd._core._registry import Registry
 from hist_sd.nn._baselines import SpotGAT, SpotMLP, SpotTransformer
 from hist_sd.nn._histnet import HiSTNet
 from hist_sd.nn._linear import SpotLinear
@@ -14,13 +15,9 @@ from hist_sd.nn._linear import SpotLinear
 __all__ = ["MODELS", "build", "register_model"]
 
 #: Model classes by name; ``build(name, hparams)`` looks them up here.
-MODELS: dict[str, type[nn.Module]] = {
-    "HiSTNet": HiSTNet,
-    "SpotMLP": SpotMLP,
-    "SpotTransformer": SpotTransformer,
-    "SpotGAT": SpotGAT,
-    "SpotLinear": SpotLinear,
-}
+MODELS: Registry[type[nn.Module]] = Registry("model", "model_class")
+for _cls in (HiSTNet, SpotMLP, SpotTransformer, SpotGAT, SpotLinear):
+    MODELS.add(_cls.__name__, _cls)
 
 
 def register_model(
@@ -43,11 +40,7 @@ def register_model(
     """
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise TypeError(f"`cls` must be a torch.nn.Module subclass, got {cls!r}.")
-    name = name or cls.__name__
-    if name in MODELS and MODELS[name] is not cls and not overwrite:
-        raise ValueError(f"A model named {name!r} is already registered; pass overwrite=True to replace it.")
-    MODELS[name] = cls
-    return cls
+    return MODELS.add(name or cls.__name__, cls, overwrite=overwrite)
 
 
 def build(name: str, hparams: Mapping[str, Any]) -> nn.Module:

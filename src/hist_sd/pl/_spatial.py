@@ -16,6 +16,7 @@ from hist_sd._core._data import resolve
 from hist_sd._core._expr import measured_matrix, spots_to_score
 from hist_sd._core._image import image_levels, resolve_image_key
 from hist_sd._core._stats import correlate
+from hist_sd._docs import doc_params
 from hist_sd.get._accessors import prediction_matrix
 from hist_sd.pl._utils import PathLike, as_list, finish, pick_level, read_crop
 
@@ -325,6 +326,7 @@ def _titles(title: str | Sequence[str] | None, n: int) -> tuple[list[str | None]
 # --------------------------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------------------------
+@doc_params
 def spatial(
     data: AnnData | SpatialData,
     genes: str | Sequence[str] | None = None,
@@ -393,8 +395,7 @@ def spatial(
         Call ``plt.show()`` (and return None).
     save
         Write the figure to this path (PNG unless the suffix says otherwise), atomically.
-    table_key
-        Table of a SpatialData (default ``"table"``).
+    %(table_key)s
     image_key
         Image element; by default the one named in ``uns["hist_sd"]``.
     scale
@@ -458,6 +459,7 @@ def spatial(
     return finish(fig, axes, own_figure=own, show=show, save=save, overwrite=overwrite, dpi=dpi)
 
 
+@doc_params
 def predicted_vs_measured(
     data: AnnData | SpatialData,
     genes: str | Sequence[str],
@@ -514,8 +516,7 @@ def predicted_vs_measured(
         Call ``plt.show()`` (and return None).
     save
         Write the figure to this path, atomically.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     image_key
         Image element; by default the one named in ``uns["hist_sd"]``.
     scale

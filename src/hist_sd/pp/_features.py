@@ -14,6 +14,7 @@ from hist_sd._core._data import get_meta, get_mpp, resolve
 from hist_sd._core._image import get_image
 from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd._core._runtime import progress as progress_bar
+from hist_sd._docs import doc_params
 from hist_sd.encoders._patches import (
     STAIN_METHODS,
     PatchReader,
@@ -36,6 +37,7 @@ logger = logging.getLogger("hist_sd")
 __all__ = ["features"]
 
 
+@doc_params
 def features(
     data: AnnData | SpatialData,
     *,
@@ -101,14 +103,12 @@ def features(
         on her2st patches, cosine similarity > 0.99).
     key_added
         Key of the features in ``.obsm`` and of the parameters in ``.uns``.
-    table_key
-        Table of the SpatialData (default ``"table"``).
+    %(table_key)s
     image_key
         Image element (default: the one recorded in ``uns["hist_sd"]``).
     overwrite
         Replace an existing ``obsm[key_added]`` (its dimension may change).
-    progress
-        Show a progress bar.
+    %(progress)s
 
     Returns
     -------
@@ -121,6 +121,82 @@ def features(
     import torch
 
     sdata, table = resolve(data, table_key)
+    _check_features_args(
+        sdata,
+        table,
+        key_added=key_added,
+        batch_size=batch_size,
+        stain_norm=stain_norm,
+        stain_reference=stain_reference,
+        num_threads=num_threads,
+        precision=precision,
+        overwrite=overwrite,
+    )
+    mpp = get_mpp(table)
+    meta = get_meta(table)
+    patch_um, patch_px = _patch_size(patch_um, meta, mpp)
+    image, xy = _image_and_centres(sdata, table, image_key, patch_um=patch_um, patch_px=patch_px)
+
+    enc = get_encoder(encoder, weights=weights, device=device, **dict(encoder_kwargs or {}))
+    dev = enc.device
+    reader = PatchReader(image, xy, patch_px, enc.input_size)
+
+    normalizer, ref_index = _stain_normalizer(reader, stain_norm, stain_reference)
+
+    order = raster_order(xy, patch_px)
+    n_model = int(num_threads or torch.get_num_threads()) if dev.type == "cpu" else 1
+    out = _encode_patches(
+        reader,
+        normalizer,
+        enc,
+        order,
+        n_obs=table.n_obs,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        n_model=n_model,
+        precision=precision,
+        progress=progress,
+    )
+    if not np.isfinite(out).all():
+        logger.warning("%s: %d features are not finite.", key_added, int((~np.isfinite(out)).sum()))
+    if normalizer is not None and normalizer.skipped:
+        logger.info("%s: %d of %d patches had too little tissue for stain normalisation and were kept as they are.",
+                    key_added, normalizer.skipped, table.n_obs)
+
+    _write_features(
+        table,
+        key_added,
+        out,
+        enc,
+        {
+            "patch_um": patch_um,
+            "patch_px": patch_px,
+            "mpp": mpp,
+            "stain_norm": stain_norm,
+            "stain_reference": "user" if ref_index is None and stain_norm else (
+                str(table.obs_names[ref_index]) if ref_index is not None else None
+            ),
+            "precision": precision,
+            "batch_size": int(batch_size),
+            "device": str(dev),
+            "image_key": image_key or meta.get(C.IMAGE_KEY),
+        },
+    )
+
+
+def _check_features_args(
+    sdata: SpatialData | None,
+    table: AnnData,
+    *,
+    key_added: str,
+    batch_size: int,
+    stain_norm: str | None,
+    stain_reference: np.ndarray | None,
+    num_threads: int | None,
+    precision: str,
+    overwrite: bool,
+) -> None:
+    """Check the arguments of :func:`features` and that the table has spots to encode."""
     if sdata is None:
         raise TypeError(
             "`data` must be a SpatialData with the H&E image (e.g. from `hs.io.read_st`); an AnnData has no image."
@@ -141,8 +217,9 @@ def features(
     if C.SPATIAL not in table.obsm:
         raise KeyError(f"The table has no `obsm[{C.SPATIAL!r}]` spot centres (pixels of the image).")
 
-    mpp = get_mpp(table)
-    meta = get_meta(table)
+
+def _patch_size(patch_um: float | None, meta: Mapping[str, Any], mpp: float) -> tuple[float, int]:
+    """The patch side in µm (by default the spot diameter) and in pixels, checked."""
     if patch_um is None:
         patch_um = meta.get(C.SPOT_DIAMETER_UM)
         if patch_um is None or not np.isfinite(float(patch_um)):
@@ -153,7 +230,13 @@ def features(
     patch_px = int(round(patch_um / mpp))
     if patch_px < 1:
         raise ValueError(f"`patch_um`={patch_um} µm is less than one pixel ({mpp:.3g} µm per pixel).")
+    return patch_um, patch_px
 
+
+def _image_and_centres(
+    sdata: SpatialData, table: AnnData, image_key: str | None, *, patch_um: float, patch_px: int
+) -> tuple[Any, np.ndarray]:
+    """The RGB image and the spot centres ``(x, y)`` in its pixels, checked against it and the patch size."""
     image = get_image(sdata, image_key, table=table)
     if tuple(image.dims) != ("c", "y", "x") or image.shape[0] != 3:
         raise ValueError(f"The image must be RGB (c=3, y, x); got dims {tuple(image.dims)} and shape {image.shape}.")
@@ -164,19 +247,39 @@ def features(
         )
     xy = np.asarray(table.obsm[C.SPATIAL], dtype=np.float64)[:, :2]
     _check_centres(xy, height, width)
+    return image, xy
 
-    enc = get_encoder(encoder, weights=weights, device=device, **dict(encoder_kwargs or {}))
-    dev = enc.device
-    reader = PatchReader(image, xy, patch_px, enc.input_size)
 
+def _stain_normalizer(
+    reader: PatchReader, stain_norm: str | None, stain_reference: np.ndarray | None
+) -> tuple[StainNormalizer | None, int | None]:
+    """The stain normaliser (``None`` without ``stain_norm``) and the spot of its reference if picked here."""
     normalizer = None
     ref_index = None
     if stain_norm is not None:
         if stain_reference is None:
             ref_index, stain_reference = pick_reference(reader)
         normalizer = StainNormalizer(stain_norm, stain_reference)
+    return normalizer, ref_index
 
-    order = raster_order(xy, patch_px)
+
+def _encode_patches(
+    reader: PatchReader,
+    normalizer: StainNormalizer | None,
+    enc: Encoder,
+    order: np.ndarray,
+    *,
+    n_obs: int,
+    batch_size: int,
+    num_workers: int,
+    n_model: int,
+    precision: str,
+    progress: bool,
+) -> np.ndarray:
+    """Features of all patches, read in batches along ``order``, encoded by ``n_model`` parallel passes."""
+    import torch
+
+    dev = enc.device
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     pin = dev.type == "cuda"
 
@@ -188,7 +291,6 @@ def features(
 
     cpu = dev.type == "cpu"
     bf16 = precision == "bfloat16"
-    n_model = int(num_threads or torch.get_num_threads()) if cpu else 1
 
     def encode(item: tuple[np.ndarray, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         idx, x = item
@@ -200,7 +302,7 @@ def features(
             )
         return idx, feats.float().cpu().numpy()
 
-    out = np.empty((table.n_obs, enc.dim), dtype=np.float32)
+    out = np.empty((n_obs, enc.dim), dtype=np.float32)
     old_threads = torch.get_num_threads()
     if cpu:  # one intra-op thread per batch, batches in parallel: no OpenMP barriers, and bitwise reproducible
         torch.set_num_threads(1)
@@ -214,33 +316,20 @@ def features(
             out[idx] = feats
     finally:
         torch.set_num_threads(old_threads)
-    if not np.isfinite(out).all():
-        logger.warning("%s: %d features are not finite.", key_added, int((~np.isfinite(out)).sum()))
-    if normalizer is not None and normalizer.skipped:
-        logger.info("%s: %d of %d patches had too little tissue for stain normalisation and were kept as they are.",
-                    key_added, normalizer.skipped, table.n_obs)
+    return out
 
+
+def _write_features(
+    table: AnnData, key_added: str, out: np.ndarray, enc: Encoder, run_params: Mapping[str, Any]
+) -> None:
+    """Write the features to ``obsm[key_added]``, the encoder's and run's parameters to ``uns[key_added]``."""
     old = table.obsm.get(key_added)
     if old is not None and np.shape(old)[1:] != (enc.dim,):
         logger.warning("%s: replacing %s features of dimension %s by %d-d ones.", key_added, key_added,
                        np.shape(old)[1:], enc.dim)
     table.obsm[key_added] = out
     params = dict(enc.describe())
-    params.update(
-        {
-            "patch_um": patch_um,
-            "patch_px": patch_px,
-            "mpp": mpp,
-            "stain_norm": stain_norm,
-            "stain_reference": "user" if ref_index is None and stain_norm else (
-                str(table.obs_names[ref_index]) if ref_index is not None else None
-            ),
-            "precision": precision,
-            "batch_size": int(batch_size),
-            "device": str(dev),
-            "image_key": image_key or meta.get(C.IMAGE_KEY),
-        }
-    )
+    params.update(run_params)
     params.update({f"encoder_{k}": v for k, v in enc.extra.items()})
     store_params(table, key_added, params)
     log_written("obsm", key_added)

@@ -19,6 +19,7 @@ from hist_sd._core._data import as_sections, get_table, match_genes
 from hist_sd._core._expr import in_tissue_mask, is_counts, log_normalize
 from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd._core._runtime import progress as _progress
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -75,6 +76,7 @@ def _moran_quiet(sq: Any, tmp: AnnData, n_neighs: int) -> pd.DataFrame:
         )
 
 
+@doc_params
 def spatial_genes(
     datas: AnnData | SpatialData | Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
     *,
@@ -129,8 +131,7 @@ def spatial_genes(
     layer
         Expression layer (default ``.X``). Raw counts are log-normalised on the fly
         (``log1p(x / total * 1e4)``); the data themselves are never changed.
-    table_key
-        Table of SpatialData sections.
+    %(tables_key)s
     key_added
         ``var[key_added]`` (bool) marks the selected genes on every table; ``var["moran_I"]`` and
         ``var["moran_pval"]`` hold each section's statistics (NaN for genes not tested);
@@ -147,6 +148,55 @@ def spatial_genes(
     ``moran_I_<section>`` for each section and ``selected``.
     """
     sections = as_sections(datas)
+    _check_spatial_genes_args(
+        max_pval=max_pval, n_neighs=n_neighs, n_top=n_top, min_cells=min_cells, min_sections=min_sections
+    )
+    always = [always] if isinstance(always, str) else list(always)
+    excl = _compile(exclude)
+
+    tables = {name: get_table(d, table_key) for name, d in sections.items()}
+    _check_tables(tables, key_added, overwrite=overwrite)
+    common = _common_genes(tables, always)
+    cand, spots = _candidates(tables, common, always, layer=layer, min_cells=min_cells)
+    logger.info("Moran's I of %d genes in %d sections", len(cand), len(tables))
+
+    moran_i, pvals = _moran_tables(
+        tables, spots, cand, layer=layer, n_neighs=n_neighs, fdr=fdr, progress=progress
+    )
+    df = _select(
+        moran_i,
+        pvals,
+        max_pval=max_pval,
+        min_moran=min_moran,
+        min_sections=min_sections,
+        excl=excl,
+        n_top=n_top,
+        always=always,
+    )
+    genes = list(df.index[df["selected"].to_numpy()])
+
+    params = {
+        "min_moran": float(min_moran),
+        "max_pval": float(max_pval),
+        "fdr": bool(fdr),
+        "n_neighs": int(n_neighs),
+        "exclude": list(exclude) if not isinstance(exclude, str) else [exclude],
+        "always": always,
+        "n_top": n_top,
+        "min_cells": float(min_cells),
+        "min_sections": float(min_sections),
+        "layer": layer,
+        "sections": list(tables),
+    }
+    _write_spatial_genes(tables, moran_i, pvals, key_added, params=params, genes=genes, overwrite=overwrite)
+    logger.info("%d spatially variable genes selected from %d candidates", len(genes), len(cand))
+    return df
+
+
+def _check_spatial_genes_args(
+    *, max_pval: float, n_neighs: int, n_top: int | None, min_cells: float, min_sections: float
+) -> None:
+    """Check the numeric arguments of :func:`spatial_genes`."""
     if not 0 < max_pval <= 1:
         raise ValueError(f"`max_pval` must be in (0, 1], got {max_pval!r}.")
     if not isinstance(n_neighs, int | np.integer) or n_neighs < 1:
@@ -157,10 +207,10 @@ def spatial_genes(
         raise ValueError(f"`min_cells` must be a fraction in [0, 1) or a number of spots >= 1, got {min_cells!r}.")
     if min_sections <= 0:
         raise ValueError(f"`min_sections` must be a fraction in (0, 1] or a number of sections, got {min_sections!r}.")
-    always = [always] if isinstance(always, str) else list(always)
-    excl = _compile(exclude)
 
-    tables = {name: get_table(d, table_key) for name, d in sections.items()}
+
+def _check_tables(tables: dict[str, AnnData], key_added: str, *, overwrite: bool) -> None:
+    """Check that every table has spot coordinates, unique gene names and free output keys."""
     for name, t in tables.items():
         if C.SPATIAL not in t.obsm:
             raise KeyError(f"Section {name!r} has no `obsm[{C.SPATIAL!r}]` spot coordinates.")
@@ -170,7 +220,9 @@ def spatial_genes(
             check_key_free(t.var, key, "var", overwrite=overwrite)
         check_key_free(t.uns, key_added, "uns", overwrite=overwrite)
 
-    # genes present in every section, in the first section's order
+
+def _common_genes(tables: dict[str, AnnData], always: list[str]) -> pd.Index:
+    """Genes present in every section, in the first section's order (``always`` must be among them)."""
     names = list(tables)
     common = pd.Index(tables[names[0]].var_names)
     for name in names[1:]:
@@ -180,8 +232,13 @@ def spatial_genes(
     if len(common) == 0:
         raise ValueError("The sections have no gene in common.")
     match_genes(common, always, what="always")
+    return common
 
-    # prefilter: detected in enough spots of every section
+
+def _candidates(
+    tables: dict[str, AnnData], common: pd.Index, always: list[str], *, layer: str | None, min_cells: float
+) -> tuple[pd.Index, dict[str, np.ndarray]]:
+    """Common genes detected in enough spots of every section (or ``always``); the in-tissue spots."""
     keep = np.ones(len(common), dtype=bool)
     cols: dict[str, np.ndarray] = {}
     spots: dict[str, np.ndarray] = {}
@@ -196,8 +253,21 @@ def spatial_genes(
     cand = common[keep]
     if len(cand) == 0:
         raise ValueError(f"No gene is detected in `min_cells`={min_cells} spots of every section.")
-    logger.info("Moran's I of %d genes in %d sections", len(cand), len(tables))
+    return cand, spots
 
+
+def _moran_tables(
+    tables: dict[str, AnnData],
+    spots: dict[str, np.ndarray],
+    cand: pd.Index,
+    *,
+    layer: str | None,
+    n_neighs: int,
+    fdr: bool,
+    progress: bool,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Moran's I and its p-values (genes x sections) of the candidates over each section's in-tissue spots."""
+    names = list(tables)
     moran_i = pd.DataFrame(index=cand, columns=names, dtype=float)
     pvals = pd.DataFrame(index=cand, columns=names, dtype=float)
     pcol = "pval_norm_fdr_bh" if fdr else "pval_norm"
@@ -215,7 +285,23 @@ def spatial_genes(
         res = _moran(np.asarray(t.obsm[C.SPATIAL])[mask], expr, list(cand), int(n_neighs))
         moran_i[name] = res["I"].to_numpy(dtype=float)
         pvals[name] = res[pcol].to_numpy(dtype=float)
+    return moran_i, pvals
 
+
+def _select(
+    moran_i: pd.DataFrame,
+    pvals: pd.DataFrame,
+    *,
+    max_pval: float,
+    min_moran: float,
+    min_sections: float,
+    excl: re.Pattern[str] | None,
+    n_top: int | None,
+    always: list[str],
+) -> pd.DataFrame:
+    """The result table: per-gene summaries of Moran's I over sections, sorted, with ``selected`` genes."""
+    cand = moran_i.index
+    names = list(moran_i.columns)
     sig = (pvals <= max_pval) & (moran_i > 0)
     df = pd.DataFrame(
         {
@@ -238,21 +324,20 @@ def spatial_genes(
         chosen = chosen[:n_top]
     df["selected"] = df.index.isin(chosen) | df.index.isin(always)
     df.index.name = "gene"
-    genes = list(df.index[df["selected"].to_numpy()])
+    return df
 
-    params = {
-        "min_moran": float(min_moran),
-        "max_pval": float(max_pval),
-        "fdr": bool(fdr),
-        "n_neighs": int(n_neighs),
-        "exclude": list(exclude) if not isinstance(exclude, str) else [exclude],
-        "always": always,
-        "n_top": n_top,
-        "min_cells": float(min_cells),
-        "min_sections": float(min_sections),
-        "layer": layer,
-        "sections": names,
-    }
+
+def _write_spatial_genes(
+    tables: dict[str, AnnData],
+    moran_i: pd.DataFrame,
+    pvals: pd.DataFrame,
+    key_added: str,
+    *,
+    params: dict[str, Any],
+    genes: list[str],
+    overwrite: bool,
+) -> None:
+    """Write each section's Moran's I, p-values and selection to ``var``, the parameters to ``uns``."""
     for name, t in tables.items():
         t.var["moran_I"] = moran_i[name].reindex(t.var_names).to_numpy(dtype=float)
         t.var["moran_pval"] = pvals[name].reindex(t.var_names).to_numpy(dtype=float)
@@ -262,5 +347,3 @@ def spatial_genes(
         store_params(t, key_added, params, genes=genes)
     log_written("var", "moran_I", "moran_pval", key_added)
     log_written("uns", key_added)
-    logger.info("%d spatially variable genes selected from %d candidates", len(genes), len(cand))
-    return df

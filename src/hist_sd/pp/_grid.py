@@ -15,6 +15,7 @@ from hist_sd._core._data import resolve
 from hist_sd._core._expr import in_tissue_mask
 from hist_sd._core._grid import Layout, assign_grid, gather, scatter
 from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hist_sd")
 
+@doc_params
 def grid(
     data: AnnData | SpatialData,
     *,
@@ -52,8 +54,7 @@ def grid(
         several times); ``1`` for no padding.
     margin
         Empty cells added before the first and after the last occupied row and column.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     key_added
         Grid cells go to ``obs[f"{key_added}_row"]`` and ``obs[f"{key_added}_col"]`` (``grid_row``,
         ``grid_col`` by default); the grid description to ``uns[key_added]``.
@@ -147,6 +148,7 @@ def _values(adata: AnnData, values: str | np.ndarray | Any, layer: str | None) -
     return arr
 
 
+@doc_params
 def to_grid(
     data: AnnData | SpatialData,
     values: str | np.ndarray = C.FEATURES,
@@ -166,8 +168,7 @@ def to_grid(
         ``var_names`` order) or an array ``(n_obs, C)`` in the table's row order.
     layer
         Take ``layers[layer]`` instead of ``values``.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     grid_key
         ``key_added`` of :func:`hist_sd.pp.grid`.
 
@@ -187,6 +188,7 @@ def to_grid(
     return torch.from_numpy(out), torch.from_numpy(mask)
 
 
+@doc_params
 def from_grid(
     data: AnnData | SpatialData,
     grid: torch.Tensor | np.ndarray,
@@ -202,8 +204,7 @@ def from_grid(
         AnnData or SpatialData with a grid.
     grid
         Tensor or array ``(C, H, W)``, ``(1, C, H, W)`` or ``(H, W)`` on the grid of ``grid_key``.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     grid_key
         ``key_added`` of :func:`hist_sd.pp.grid`.
 

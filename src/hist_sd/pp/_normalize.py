@@ -12,6 +12,7 @@ from scipy import sparse
 from hist_sd._core._data import resolve
 from hist_sd._core._expr import is_counts, log_normalize
 from hist_sd._core._params import log_written, store_params
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -37,6 +38,7 @@ def _clr_genes(counts: Any) -> np.ndarray | sparse.csr_matrix:
     return np.log1p(x / geo[None, :]).astype(np.float32)
 
 
+@doc_params
 def normalize(
     data: AnnData | SpatialData,
     *,
@@ -66,8 +68,7 @@ def normalize(
     counts_layer
         Layer that keeps the raw counts; written from ``.X`` on the first call and the source of every later
         normalisation.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     key_added
         ``uns[key_added]["params"]`` records the method (and marks the table as normalised).
     overwrite

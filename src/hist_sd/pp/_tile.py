@@ -116,81 +116,26 @@ def tile(
 
     from hist_sd.io._build import build_sdata
 
-    if not is_spatialdata(sdata):
-        raise TypeError(f"`sdata` must be a SpatialData with an H&E image, got {type(sdata).__name__}.")
-    key = resolve_image_key(sdata, image_key)
-    if not 0.0 <= float(min_tissue) <= 1.0:
-        raise ValueError(f"`min_tissue` must be a fraction in [0, 1], got {min_tissue!r}.")
-    if shape is None:
-        if not np.isfinite(tile_um) or tile_um <= 0:
-            raise ValueError(f"`tile_um` must be a positive number of µm, got {tile_um!r}.")
-    else:
-        if len(shape) != 2 or any(not isinstance(v, int | np.integer) or v < 1 for v in shape):
-            raise ValueError(f"`shape` must be (rows, cols) of positive integers, got {shape!r}.")
-    shapes_key = f"{key_added}_shapes"
-    for name, what in ((key_added, "tables"), (shapes_key, "shapes")):
-        if name in sdata.tables or name in sdata.shapes or name in sdata.images or name in sdata.labels:
-            if not overwrite or name not in getattr(sdata, what):
-                raise KeyError(
-                    f"An element called {name!r} exists already; pass another `key_added`"
-                    + (" or `overwrite=True`." if name in getattr(sdata, what) else ".")
-                )
-    if mpp is None:
-        from hist_sd.io import image_mpp
-
-        mpp = image_mpp(sdata, key)
-    if not np.isfinite(mpp) or mpp <= 0:
-        raise ValueError(f"`mpp` must be a positive number of µm per pixel, got {mpp!r}.")
-    mpp = float(mpp)
+    key, shapes_key, mpp = _check_tile_args(
+        sdata,
+        tile_um=tile_um,
+        shape=shape,
+        min_tissue=min_tissue,
+        image_key=image_key,
+        mpp=mpp,
+        key_added=key_added,
+        overwrite=overwrite,
+    )
 
     element = sdata.images[key]
-    full = image_levels(element)[0][1]
-    h0, w0 = int(full.shape[-2]), int(full.shape[-1])
-    work_mpp = max(mpp, tile_um / 16.0 if shape is None else 4.0, max(h0, w0) * mpp / _MAX_WORK_SIDE)
-    rgb, fy, fx = downsample(element, work_mpp / mpp)
-    mask = tissue_mask(rgb, work_mpp=mpp * (fy + fx) / 2.0)
-    if not mask.any():
-        raise ValueError(f"No tissue was found in the image {key!r}: it looks uniform (blank glass?).")
-
-    rows_any, cols_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    by0, by1 = rows_any[0] * fy, (rows_any[-1] + 1) * fy
-    bx0, bx1 = cols_any[0] * fx, (cols_any[-1] + 1) * fx
-    if shape is None:
-        side = tile_um / mpp
-        n_rows, n_cols = math.ceil((by1 - by0) / side), math.ceil((bx1 - bx0) / side)
-    else:
-        n_rows, n_cols = int(shape[0]), int(shape[1])
-        side = max((by1 - by0) / n_rows, (bx1 - bx0) / n_cols)
+    mask, fy, fx, h0, w0 = _find_tissue(element, key, mpp=mpp, tile_um=tile_um, shape=shape)
+    n_rows, n_cols, side, y0, x0 = _grid_layout(mask, fy, fx, h0, w0, tile_um=tile_um, shape=shape, mpp=mpp)
     side_um = side * mpp
-    y0 = _layout(by0, by1 - by0, n_rows, side, h0)
-    x0 = _layout(bx0, bx1 - bx0, n_cols, side, w0)
-
-    y_edges = np.rint((y0 + side * np.arange(n_rows + 1)) / fy).astype(np.int64)
-    x_edges = np.rint((x0 + side * np.arange(n_cols + 1)) / fx).astype(np.int64)
-    area = np.diff(y_edges)[:, None] * np.diff(x_edges)[None, :]
-    frac = _box_sums(mask, y_edges, x_edges) / np.maximum(area, 1)
-    ii, jj = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
-    cy = y0 + (ii + 0.5) * side
-    cx = x0 + (jj + 0.5) * side
-    keep = (frac >= float(min_tissue)) & (cy < h0) & (cx < w0)
-    if not keep.any():
-        raise ValueError(f"No tile has a tissue fraction >= `min_tissue`={min_tissue}; lower it or the tile size.")
-    ii, jj, frac = ii[keep], jj[keep], frac[keep]
-    xy = np.column_stack([cx[keep], cy[keep]])
-
-    section = key[: -len("_full_image")] if key.endswith("_full_image") else key
-    n = len(ii)
-    obs = pd.DataFrame(
-        {
-            "array_row": ii.astype(int),
-            "array_col": jj.astype(int),
-            "in_tissue": np.ones(n, dtype=int),
-            "tissue_fraction": frac.astype(float),
-            "section": pd.Categorical([section] * n),
-        },
-        index=pd.Index([f"{section}_tile_{i}_{j}" for i, j in zip(ii, jj, strict=True)]),
+    ii, jj, frac, xy = _tiles_on_tissue(
+        mask, fy, fx, h0, w0, origin=(y0, x0), side=side, n_rows=n_rows, n_cols=n_cols, min_tissue=min_tissue
     )
-    adata = AnnData(X=sparse.csr_matrix((n, 0), dtype=np.float32), obs=obs)
+
+    section, adata = _tiles_table(key, ii, jj, frac)
     transforms = get_transformation(element, get_all=True)
     cs = next(iter(transforms)) if transforms else C.COORDINATE_SYSTEM_DEFAULT
     built = build_sdata(
@@ -221,6 +166,140 @@ def tile(
         tile_um=float(side_um),
         tissue_area_fraction=float(mask.mean()),
     )
+    _write_tiles(sdata, key_added, shapes_key, shapes=shapes, table=table, overwrite=overwrite)
+    n = len(ii)
+    logger.info("%d tiles of %.1f µm over the tissue of %r (%d x %d grid)", n, side_um, key, n_rows, n_cols)
+
+
+def _check_tile_args(
+    sdata: SpatialData,
+    *,
+    tile_um: float,
+    shape: tuple[int, int] | None,
+    min_tissue: float,
+    image_key: str | None,
+    mpp: float | None,
+    key_added: str,
+    overwrite: bool,
+) -> tuple[str, str, float]:
+    """Check the arguments of :func:`tile`; the image key, the shapes key and µm per pixel."""
+    if not is_spatialdata(sdata):
+        raise TypeError(f"`sdata` must be a SpatialData with an H&E image, got {type(sdata).__name__}.")
+    key = resolve_image_key(sdata, image_key)
+    if not 0.0 <= float(min_tissue) <= 1.0:
+        raise ValueError(f"`min_tissue` must be a fraction in [0, 1], got {min_tissue!r}.")
+    if shape is None:
+        if not np.isfinite(tile_um) or tile_um <= 0:
+            raise ValueError(f"`tile_um` must be a positive number of µm, got {tile_um!r}.")
+    else:
+        if len(shape) != 2 or any(not isinstance(v, int | np.integer) or v < 1 for v in shape):
+            raise ValueError(f"`shape` must be (rows, cols) of positive integers, got {shape!r}.")
+    shapes_key = f"{key_added}_shapes"
+    for name, what in ((key_added, "tables"), (shapes_key, "shapes")):
+        if name in sdata.tables or name in sdata.shapes or name in sdata.images or name in sdata.labels:
+            if not overwrite or name not in getattr(sdata, what):
+                raise KeyError(
+                    f"An element called {name!r} exists already; pass another `key_added`"
+                    + (" or `overwrite=True`." if name in getattr(sdata, what) else ".")
+                )
+    if mpp is None:
+        from hist_sd.io import image_mpp
+
+        mpp = image_mpp(sdata, key)
+    if not np.isfinite(mpp) or mpp <= 0:
+        raise ValueError(f"`mpp` must be a positive number of µm per pixel, got {mpp!r}.")
+    return key, shapes_key, float(mpp)
+
+
+def _find_tissue(
+    element: Any, key: str, *, mpp: float, tile_um: float, shape: tuple[int, int] | None
+) -> tuple[np.ndarray, float, float, int, int]:
+    """Tissue mask of a downsampled image, full-res px per mask px along y and x, full height and width."""
+    full = image_levels(element)[0][1]
+    h0, w0 = int(full.shape[-2]), int(full.shape[-1])
+    work_mpp = max(mpp, tile_um / 16.0 if shape is None else 4.0, max(h0, w0) * mpp / _MAX_WORK_SIDE)
+    rgb, fy, fx = downsample(element, work_mpp / mpp)
+    mask = tissue_mask(rgb, work_mpp=mpp * (fy + fx) / 2.0)
+    if not mask.any():
+        raise ValueError(f"No tissue was found in the image {key!r}: it looks uniform (blank glass?).")
+    return mask, fy, fx, h0, w0
+
+
+def _grid_layout(
+    mask: np.ndarray,
+    fy: float,
+    fx: float,
+    h0: int,
+    w0: int,
+    *,
+    tile_um: float,
+    shape: tuple[int, int] | None,
+    mpp: float,
+) -> tuple[int, int, float, float, float]:
+    """Rows, columns, side and origin (y, x) in full-res px of the tile grid over the tissue's bounds."""
+    rows_any, cols_any = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    by0, by1 = rows_any[0] * fy, (rows_any[-1] + 1) * fy
+    bx0, bx1 = cols_any[0] * fx, (cols_any[-1] + 1) * fx
+    if shape is None:
+        side = tile_um / mpp
+        n_rows, n_cols = math.ceil((by1 - by0) / side), math.ceil((bx1 - bx0) / side)
+    else:
+        n_rows, n_cols = int(shape[0]), int(shape[1])
+        side = max((by1 - by0) / n_rows, (bx1 - bx0) / n_cols)
+    y0 = _layout(by0, by1 - by0, n_rows, side, h0)
+    x0 = _layout(bx0, bx1 - bx0, n_cols, side, w0)
+    return n_rows, n_cols, side, y0, x0
+
+
+def _tiles_on_tissue(
+    mask: np.ndarray,
+    fy: float,
+    fx: float,
+    h0: int,
+    w0: int,
+    *,
+    origin: tuple[float, float],
+    side: float,
+    n_rows: int,
+    n_cols: int,
+    min_tissue: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column indices, tissue fractions and centres ``(x, y)`` of the tiles with enough tissue."""
+    y0, x0 = origin
+    y_edges = np.rint((y0 + side * np.arange(n_rows + 1)) / fy).astype(np.int64)
+    x_edges = np.rint((x0 + side * np.arange(n_cols + 1)) / fx).astype(np.int64)
+    area = np.diff(y_edges)[:, None] * np.diff(x_edges)[None, :]
+    frac = _box_sums(mask, y_edges, x_edges) / np.maximum(area, 1)
+    ii, jj = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    cy = y0 + (ii + 0.5) * side
+    cx = x0 + (jj + 0.5) * side
+    keep = (frac >= float(min_tissue)) & (cy < h0) & (cx < w0)
+    if not keep.any():
+        raise ValueError(f"No tile has a tissue fraction >= `min_tissue`={min_tissue}; lower it or the tile size.")
+    return ii[keep], jj[keep], frac[keep], np.column_stack([cx[keep], cy[keep]])
+
+
+def _tiles_table(key: str, ii: np.ndarray, jj: np.ndarray, frac: np.ndarray) -> tuple[str, AnnData]:
+    """The section name (from the image key) and the gene-less table of the tiles."""
+    section = key[: -len("_full_image")] if key.endswith("_full_image") else key
+    n = len(ii)
+    obs = pd.DataFrame(
+        {
+            "array_row": ii.astype(int),
+            "array_col": jj.astype(int),
+            "in_tissue": np.ones(n, dtype=int),
+            "tissue_fraction": frac.astype(float),
+            "section": pd.Categorical([section] * n),
+        },
+        index=pd.Index([f"{section}_tile_{i}_{j}" for i, j in zip(ii, jj, strict=True)]),
+    )
+    return section, AnnData(X=sparse.csr_matrix((n, 0), dtype=np.float32), obs=obs)
+
+
+def _write_tiles(
+    sdata: SpatialData, key_added: str, shapes_key: str, *, shapes: Any, table: AnnData, overwrite: bool
+) -> None:
+    """Add the tiles' shapes element and table to ``sdata`` (replacing old ones with ``overwrite``)."""
     if overwrite:
         if key_added in sdata.tables:
             del sdata.tables[key_added]
@@ -230,4 +309,3 @@ def tile(
     sdata.tables[key_added] = table
     log_written("shapes", shapes_key)
     log_written("tables", key_added)
-    logger.info("%d tiles of %.1f µm over the tissue of %r (%d x %d grid)", n, side_um, key, n_rows, n_cols)

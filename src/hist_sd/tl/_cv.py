@@ -16,6 +16,7 @@ from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
 from hist_sd._core._runtime import progress as progress_bar
 from hist_sd._core._stats import mean_ci
+from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, TaskSpec, get_method, get_task, prepare_section
 from hist_sd.tl._train import feature_record
 from hist_sd.train import fit_sections
@@ -115,6 +116,7 @@ class CVResult:
     models: dict[str, HistModel] = field(default_factory=dict)
 
 
+@doc_params
 def cross_validate(
     sdatas: Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
     *,
@@ -167,10 +169,8 @@ def cross_validate(
         Passed to the training engine (``epochs``, ``lr``, ``preset``, ``model_kwargs``, ``device`` ...).
     seed
         Seed of every fold's training.
-    table_key
-        Table of each SpatialData.
-    progress
-        Show progress.
+    %(tables_key)s
+    %(progress)s
     return_models
         Keep every fold's model in ``result.models`` (the fold genes are in ``model.genes``).
 
@@ -184,8 +184,7 @@ def cross_validate(
     """
     spec = get_method(method)
     tspec = get_task(task)
-    if task not in spec.tasks:
-        raise ValueError(f"`method`={method!r} supports the tasks {list(spec.tasks)}, not {task!r}.")
+    spec.check_task(tspec)
     datas = as_sections(sdatas)
     tables = {n: resolve(d, table_key)[1] for n, d in datas.items()}
     group_of = {n: _group_of(n, t, groups) for n, t in tables.items()}

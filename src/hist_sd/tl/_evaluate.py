@@ -15,6 +15,7 @@ from hist_sd._core._data import resolve
 from hist_sd._core._expr import measured_matrix, spots_to_score
 from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd._core._stats import correlate, mean_ci
+from hist_sd._docs import doc_params
 from hist_sd.get._accessors import prediction_matrix
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = ["evaluate", "summarize_scores"]
 # --------------------------------------------------------------------------------------------------------------
 # Public API
 # --------------------------------------------------------------------------------------------------------------
+@doc_params
 def evaluate(
     data: AnnData | SpatialData,
     *,
@@ -60,8 +62,7 @@ def evaluate(
         raw counts (non-negative integers) it is compared on the scale the models are trained on:
         ``log1p`` of counts normalised to 10,000 per spot (``sc.pp.normalize_total(target_sum=1e4)`` over all
         genes, then ``sc.pp.log1p``). Already normalised ``.X`` is used as it is.
-    table_key
-        Table of a SpatialData (default ``"table"``).
+    %(table_key)s
     key_added
         When given, store the per-gene table and its summary in ``uns[key_added]`` (``"scores"``,
         ``"summary"``, ``"params"``).

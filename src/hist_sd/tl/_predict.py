@@ -15,6 +15,7 @@ from hist_sd._core._data import resolve
 from hist_sd._core._grid import pick_layout
 from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd._core._runtime import get_device
+from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, load_model, prepare_section
 from hist_sd.model._section import feature_params
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hist_sd")
 
 
+@doc_params
 def predict(
     data: AnnData | SpatialData,
     model: HistModel | str,
@@ -51,10 +53,8 @@ def predict(
         (and ``layers["hist_pred"]``) hold the predictions with the model's genes as ``var_names``, annotating
         the same spots, ready for ``sc.pp.*``, ``sq.gr.*`` and ``dc.mt.*``. A slide without measured expression
         (a tiled bare image, whose table has no genes) gets such a table by default, named ``key_added``.
-    device
-        ``"auto"`` (CUDA, then MPS, then CPU) or a torch device.
-    table_key
-        Table of the SpatialData.
+    %(device)s
+    %(table_key)s
     overwrite
         Replace existing results under the same keys.
 

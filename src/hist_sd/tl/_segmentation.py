@@ -13,6 +13,7 @@ from anndata import AnnData
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
 from hist_sd._core._stats import SEGMENTATION_METRICS, segmentation_metrics
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -21,6 +22,7 @@ logger = logging.getLogger("hist_sd")
 
 __all__ = ["SEGMENTATION_METRICS", "evaluate_segmentation", "segmentation_metrics"]
 
+@doc_params
 def evaluate_segmentation(
     data: AnnData | SpatialData | Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
     *,
@@ -50,8 +52,7 @@ def evaluate_segmentation(
         ``obs`` column with the true labels: boolean, or numeric 0/1.
     threshold
         Cut-off turning ``pred`` into a tumour call.
-    table_key
-        Table of SpatialData sections.
+    %(tables_key)s
     mean_row
         Append a row ``"mean"`` with the means over sections.
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
+from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, get_method, get_task, prepare_section
 from hist_sd.model._section import feature_params
 
@@ -22,6 +23,7 @@ logger = logging.getLogger("hist_sd")
 __all__ = ["train"]
 
 
+@doc_params
 def train(
     sdatas: AnnData | SpatialData | Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData],
     *,
@@ -118,14 +120,11 @@ def train(
         (default: 37 values from 1e-3 to 1e6, evenly spaced in log).
     pad_multiple, layout
         Grid settings (see :func:`hist_sd.pp.grid`).
-    device
-        ``"auto"`` (CUDA, then MPS, then CPU) or a torch device.
+    %(device)s
     seed
         Makes training repeatable.
-    table_key
-        Table of each SpatialData.
-    progress
-        Show a progress bar.
+    %(tables_key)s
+    %(progress)s
 
     Returns
     -------

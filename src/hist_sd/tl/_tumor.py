@@ -21,6 +21,7 @@ from hist_sd._core._expr import counts_matrix, log_normalize
 from hist_sd._core._grid import assign_grid, neighbours, pick_layout
 from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd._core._runtime import set_seed
+from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -59,6 +60,7 @@ _CNV_KEY = "cnv"  # infercnvpy's own convention: obsm["X_cnv"], uns["cnv"]["chr_
 _REF_COL = "_hist_sd_reference"
 
 
+@doc_params
 def tumor_labels(
     data: AnnData | SpatialData,
     *,
@@ -135,8 +137,7 @@ def tumor_labels(
         Calls go to ``obs[key_added]`` (bool), scores to ``obs[f"{key_added}_score"]`` (float, higher = more
         tumour-like), the reference to ``obs[f"{key_added}_reference"]``, the CNV clusters to
         ``obs[f"{key_added}_cnv_cluster"]``; parameters and the threshold to ``uns[key_added]``.
-    table_key
-        Table of a SpatialData.
+    %(table_key)s
     seed
         Seed of the PCA and k-means.
     overwrite
@@ -148,23 +149,16 @@ def tumor_labels(
     :func:`infercnvpy.pl.chromosome_heatmap` finds them) and ``uns[key_added]``.
     """
     _, adata = resolve(data, table_key)
-    _check_options(adata, window_size=window_size, n_clusters=n_clusters, reference_fraction=reference_fraction)
-    names = {
-        "call": key_added,
-        "score": f"{key_added}_score",
-        "reference": f"{key_added}_reference",
-        "cluster": f"{key_added}_cnv_cluster",
-    }
-    for col in names.values():
-        check_key_free(adata.obs, col, "obs", overwrite=overwrite)
-    check_key_free(adata.obsm, f"X_{_CNV_KEY}", "obsm", overwrite=overwrite)
-    check_key_free(adata.uns, _CNV_KEY, "uns", overwrite=overwrite)
-    check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
-    if smooth:
-        try:
-            pick_layout(adata, layout)
-        except ValueError as err:
-            raise ValueError(f"`smooth=True` smooths over grid neighbours: {err} Or pass smooth=False.") from err
+    names = _check_tumor_labels_args(
+        adata,
+        window_size=window_size,
+        n_clusters=n_clusters,
+        reference_fraction=reference_fraction,
+        key_added=key_added,
+        smooth=smooth,
+        layout=layout,
+        overwrite=overwrite,
+    )
     ref_mask = _reference_mask(adata, reference, reference_key)
     set_seed(seed)
 
@@ -172,32 +166,8 @@ def tumor_labels(
     n_matched = _attach_positions(work, gene_positions, genome)
 
     marker, used = _marker_score(work)
-    rule = "given"
-    if ref_mask is None:
-        missing = [name for name, genes in used.items() if len(genes) < MIN_MARKERS]
-        if missing:
-            raise ValueError(
-                f"No reference found: the automatic rule needs at least {MIN_MARKERS} detected genes of each "
-                f"marker set, but {', '.join(missing)} has fewer ({ {k: list(v) for k, v in used.items()} }). "
-                "Pass `reference=` (non-malignant spots) or `reference_key=`."
-            )
-        ref_mask = marker >= np.quantile(marker, 1 - reference_fraction)
-        rule = f"top {reference_fraction:g} of the non-malignant marker score"
-    n_ref = int(ref_mask.sum())
-    if n_ref < MIN_REFERENCE or n_ref == adata.n_obs:
-        raise ValueError(
-            f"No usable reference: {n_ref} of {adata.n_obs} spots are in the reference; at least {MIN_REFERENCE} "
-            "non-malignant spots, and some others, are needed."
-        )
-
-    import infercnvpy as cnv
-
-    work.obs[_REF_COL] = pd.Categorical(np.where(ref_mask, "reference", "other"))
-    cnv.tl.infercnv(
-        work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1, key_added=_CNV_KEY
-    )
-    x_cnv = work.obsm[f"X_{_CNV_KEY}"]
-    profile_x = x_cnv.toarray() if sparse.issparse(x_cnv) else np.asarray(x_cnv)
+    ref_mask, rule, n_ref = _final_reference(ref_mask, marker, used, reference_fraction)
+    profile_x = _cnv_profiles(work, ref_mask, window_size)
 
     core = _tumour_core(profile_x, marker, ref_mask, reference_fraction, has_epithelial=len(used["epithelial"]) > 0)
     corr = _profile_correlation(profile_x, profile_x[core].mean(0) - profile_x[ref_mask].mean(0))
@@ -213,12 +183,7 @@ def tumor_labels(
     if smooth:
         call = _majority(call, near)
 
-    adata.obs[names["call"]] = call
-    adata.obs[names["score"]] = score.astype(float)
-    adata.obs[names["reference"]] = np.asarray(ref_mask, dtype=bool)
-    adata.obs[names["cluster"]] = pd.Categorical(clusters.astype(str), categories=[str(i) for i in range(k)])
-    adata.obsm[f"X_{_CNV_KEY}"] = work.obsm[f"X_{_CNV_KEY}"]
-    adata.uns[_CNV_KEY] = dict(work.uns[_CNV_KEY])
+    _write_tumor_labels(adata, work, names, call=call, score=score, ref_mask=ref_mask, clusters=clusters, k=k)
     adata.uns.pop(key_added, None)
     store_params(
         adata,
@@ -257,6 +222,38 @@ def tumor_labels(
 # ----------------------------------------------------------------------------------------------------------
 # Steps
 # ----------------------------------------------------------------------------------------------------------
+def _check_tumor_labels_args(
+    adata: AnnData,
+    *,
+    window_size: int,
+    n_clusters: int | None,
+    reference_fraction: float,
+    key_added: str,
+    smooth: bool,
+    layout: str,
+    overwrite: bool,
+) -> dict[str, str]:
+    """Check the options, the output keys and (with ``smooth``) the layout; the ``obs`` columns to write."""
+    _check_options(adata, window_size=window_size, n_clusters=n_clusters, reference_fraction=reference_fraction)
+    names = {
+        "call": key_added,
+        "score": f"{key_added}_score",
+        "reference": f"{key_added}_reference",
+        "cluster": f"{key_added}_cnv_cluster",
+    }
+    for col in names.values():
+        check_key_free(adata.obs, col, "obs", overwrite=overwrite)
+    check_key_free(adata.obsm, f"X_{_CNV_KEY}", "obsm", overwrite=overwrite)
+    check_key_free(adata.uns, _CNV_KEY, "uns", overwrite=overwrite)
+    check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
+    if smooth:
+        try:
+            pick_layout(adata, layout)
+        except ValueError as err:
+            raise ValueError(f"`smooth=True` smooths over grid neighbours: {err} Or pass smooth=False.") from err
+    return names
+
+
 def _check_options(adata: AnnData, *, window_size: int, n_clusters: int | None, reference_fraction: float) -> None:
     if adata.n_obs < MIN_SPOTS:
         raise ValueError(
@@ -326,6 +323,63 @@ def _reference_mask(
     if not mask.any():
         raise ValueError("No reference found: the given `reference` selects no spot.")
     return mask
+
+
+def _final_reference(
+    ref_mask: np.ndarray | None, marker: np.ndarray, used: dict[str, list[str]], reference_fraction: float
+) -> tuple[np.ndarray, str, int]:
+    """The given reference or else the automatic one, checked to be usable; with its rule and its size."""
+    rule = "given"
+    if ref_mask is None:
+        missing = [name for name, genes in used.items() if len(genes) < MIN_MARKERS]
+        if missing:
+            raise ValueError(
+                f"No reference found: the automatic rule needs at least {MIN_MARKERS} detected genes of each "
+                f"marker set, but {', '.join(missing)} has fewer ({ {k: list(v) for k, v in used.items()} }). "
+                "Pass `reference=` (non-malignant spots) or `reference_key=`."
+            )
+        ref_mask = marker >= np.quantile(marker, 1 - reference_fraction)
+        rule = f"top {reference_fraction:g} of the non-malignant marker score"
+    n_ref = int(ref_mask.sum())
+    n_obs = marker.size
+    if n_ref < MIN_REFERENCE or n_ref == n_obs:
+        raise ValueError(
+            f"No usable reference: {n_ref} of {n_obs} spots are in the reference; at least {MIN_REFERENCE} "
+            "non-malignant spots, and some others, are needed."
+        )
+    return ref_mask, rule, n_ref
+
+
+def _cnv_profiles(work: AnnData, ref_mask: np.ndarray, window_size: int) -> np.ndarray:
+    """Run infercnvpy on ``work`` against the reference; the dense CNV profile of every spot."""
+    import infercnvpy as cnv
+
+    work.obs[_REF_COL] = pd.Categorical(np.where(ref_mask, "reference", "other"))
+    cnv.tl.infercnv(
+        work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1, key_added=_CNV_KEY
+    )
+    x_cnv = work.obsm[f"X_{_CNV_KEY}"]
+    return x_cnv.toarray() if sparse.issparse(x_cnv) else np.asarray(x_cnv)
+
+
+def _write_tumor_labels(
+    adata: AnnData,
+    work: AnnData,
+    names: dict[str, str],
+    *,
+    call: np.ndarray,
+    score: np.ndarray,
+    ref_mask: np.ndarray,
+    clusters: np.ndarray,
+    k: int,
+) -> None:
+    """Write calls, scores, reference and CNV clusters to ``obs``; infercnvpy's output to ``obsm``/``uns``."""
+    adata.obs[names["call"]] = call
+    adata.obs[names["score"]] = score.astype(float)
+    adata.obs[names["reference"]] = np.asarray(ref_mask, dtype=bool)
+    adata.obs[names["cluster"]] = pd.Categorical(clusters.astype(str), categories=[str(i) for i in range(k)])
+    adata.obsm[f"X_{_CNV_KEY}"] = work.obsm[f"X_{_CNV_KEY}"]
+    adata.uns[_CNV_KEY] = dict(work.uns[_CNV_KEY])
 
 
 def _normalised_copy(adata: AnnData, layer: str | None) -> AnnData:

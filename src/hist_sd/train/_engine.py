@@ -101,8 +101,7 @@ def fit_sections(
 
     spec = get_method(method)
     tspec = get_task(task)
-    if task not in spec.tasks:
-        raise ValueError(f"`method`={method!r} supports the tasks {list(spec.tasks)}, not {task!r}.")
+    spec.check_task(tspec)
     epochs = spec.epochs if epochs is None else int(epochs)
     input_noise = float(spec.input_noise if input_noise is None else input_noise)
     corr_weight = float(spec.corr_weight if corr_weight is None else corr_weight) if tspec.corr_loss else 0.0

@@ -32,7 +32,7 @@ def standardise(
     fm, fs = x.mean(0), x.std(0)
     fs[fs < 1e-6] = 1.0
     n_out = sections[0].targets.shape[1]
-    if task.standardise_targets:
+    if task.regression:
         y = _in_tissue(sections, "targets")
         tm, ts = y.mean(0), y.std(0)
         ts[ts < 1e-3] = 1.0

@@ -1,0 +1,46 @@
+"""Shared numpydoc parameter text: each common argument is described once and injected where it is used.
+
+A docstring line holding only ``%(name)s`` (at the parameter's indentation) becomes the parameter's name and
+description from :data:`PARAMS`, so ``help()``, Sphinx and ``docs/api.md`` all show the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TypeVar
+
+__all__ = ["PARAMS", "doc_params"]
+
+F = TypeVar("F", bound=Callable[..., object])
+
+#: Parameter name -> description (first line of the entry is the name itself).
+PARAMS: dict[str, str] = {
+    "table_key": (
+        'Which table of a SpatialData: ``"table"`` by default, or the only table; ignored for an AnnData.'
+    ),
+    "tables_key": (
+        'Which table of each SpatialData: ``"table"`` by default, or the only table; ignored for AnnData.'
+    ),
+    "device": '``"auto"`` (CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.',
+    "progress": "Show a progress bar (tqdm).",
+    "seed": "Seed of every random step; the same seed gives the same result.",
+}
+
+_PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)%\((?P<name>\w+)\)s[ \t]*$", re.MULTILINE)
+
+
+def doc_params(fn: F) -> F:
+    """Decorator: expand ``%(name)s`` lines of ``fn.__doc__`` with the shared parameter text."""
+    doc = fn.__doc__
+    if doc:
+
+        def expand(m: re.Match[str]) -> str:
+            name, indent = m.group("name"), m.group("indent")
+            if name not in PARAMS:
+                raise KeyError(f"{fn.__qualname__}: no shared documentation for parameter {name!r}.")
+            arg = "table_key" if name == "tables_key" else name
+            return f"{indent}{arg}\n{indent}    {PARAMS[name]}"
+
+        fn.__doc__ = _PLACEHOLDER.sub(expand, doc)
+    return fn
