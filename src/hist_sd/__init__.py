@@ -11,6 +11,14 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from hist_sd._core._warnings import (
+    ExpressionScaleWarning,
+    GridSpacingWarning,
+    HistSDWarning,
+    TooFewGenesWarning,
+    UnrecordedFeaturesWarning,
+)
+
 try:
     __version__ = version("hist_sd")
 except PackageNotFoundError:  # pragma: no cover - source checkout without install
@@ -21,7 +29,14 @@ logging.getLogger("hist_sd").addHandler(logging.NullHandler())
 #: Public subpackages, imported when first accessed.
 _SUBPACKAGES = ("datasets", "encoders", "get", "io", "model", "models", "nn", "pl", "pp", "tl", "train")
 
-__all__ = ["__version__", *_SUBPACKAGES]
+_WARNINGS = [
+    "ExpressionScaleWarning",
+    "GridSpacingWarning",
+    "HistSDWarning",
+    "TooFewGenesWarning",
+    "UnrecordedFeaturesWarning",
+]
+__all__ = ["__version__", *_SUBPACKAGES, *_WARNINGS]
 
 if TYPE_CHECKING:  # pragma: no cover
     from hist_sd import datasets, encoders, get, io, model, models, nn, pl, pp, tl, train

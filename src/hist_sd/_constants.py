@@ -22,8 +22,6 @@ PRED: Final = "hist_pred"
 TUMOR_PRED: Final = "hist_tumor"
 TUMOR: Final = "tumor"
 TUMOR_SCORE: Final = "tumor_score"
-GRID_ROW: Final = "grid_row"
-GRID_COL: Final = "grid_col"
 GRID_UNS: Final = "grid"
 
 # Table conventions.
@@ -43,3 +41,7 @@ VISIUM_SPOT_SPACING_UM: Final = 100.0
 DATA_DIR_ENV: Final = "HIST_SD_DATA_DIR"
 #: Environment variable naming the download cache.
 CACHE_DIR_ENV: Final = "HIST_SD_CACHE_DIR"
+
+#: Copy-number inference needs at least this many genes with a genomic position (infercnvpy averages windows of
+#: ~100 genes; fewer give meaningless profiles).
+MIN_CNV_GENES: Final = 1000

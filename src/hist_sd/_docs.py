@@ -17,10 +17,12 @@ F = TypeVar("F", bound=Callable[..., object])
 #: Parameter name -> description (first line of the entry is the name itself).
 PARAMS: dict[str, str] = {
     "table_key": (
-        'Which table of a SpatialData: ``"table"`` by default, or the only table; ignored for an AnnData.'
+        'Which table of a SpatialData: ``"table"`` by default, else the only table, else the only one that is not '
+        "a prediction; ignored for an AnnData."
     ),
     "tables_key": (
-        'Which table of each SpatialData: ``"table"`` by default, or the only table; ignored for AnnData.'
+        'Which table of each SpatialData: ``"table"`` by default, else the only table, else the only one that is '
+        "not a prediction; ignored for AnnData."
     ),
     "device": '``"auto"`` (CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.',
     "progress": "Show a progress bar (tqdm).",

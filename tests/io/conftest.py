@@ -86,9 +86,24 @@ def assert_sdata_equal(a, b) -> None:
                 assert np.isnan(w)
             else:
                 assert v == w, k
+        assert set(ta.uns.get("spatial", {})) == set(tb.uns.get("spatial", {}))
+        for lib, entry in ta.uns.get("spatial", {}).items():
+            other = tb.uns["spatial"][lib]
+            for k, img in entry["images"].items():
+                np.testing.assert_array_equal(img, np.asarray(other["images"][k]))
+            assert entry["scalefactors"] == dict(other["scalefactors"])
+            assert entry["metadata"] == dict(other["metadata"])
     assert a.attrs.get("hist_sd") == b.attrs.get("hist_sd")
 
 
 @pytest.fixture(scope="session")
 def sdata_equal():
     return assert_sdata_equal
+
+
+@pytest.fixture(scope="session")
+def b4_back(b4, tmp_path_factory):
+    """B4 after a write_zarr / read_zarr round trip (the reference for what the in-memory object must match)."""
+    import hist_sd as hs
+
+    return hs.io.read_zarr(hs.io.write_zarr(b4, tmp_path_factory.mktemp("b4") / "b4.zarr"))

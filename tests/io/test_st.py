@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import sparse
 
@@ -79,3 +82,58 @@ def test_read_st_float_ids(data_dir):
     assert t.obs["array_x"].iloc[0] == pytest.approx(16.92) and t.obs["array_col"].iloc[0] == 17
     assert t.uns["hist_sd"]["mpp"] == pytest.approx(2.75, abs=0.02)
     assert (t.obs["in_tissue"] == 1).all()
+
+
+def _write_tsv(df, path):
+    df.to_csv(path, sep="\t")
+    return path
+
+
+def test_read_st_refuses_negative_or_nan_counts(b4_crop, tmp_path):
+    _, counts, spots = b4_crop
+    neg = counts.copy()
+    neg.iloc[2, 5] = -3
+    with pytest.raises(ValueError, match=r"`counts`.*neg_counts\.tsv.*negative.*1 value"):
+        hs.io.read_st(_write_tsv(neg, tmp_path / "neg_counts.tsv"), spots)
+    nan = counts.astype(float)
+    nan.iloc[0, 0] = np.nan
+    nan.iloc[1, 3] = np.nan
+    with pytest.raises(ValueError, match=r"`counts`.*nan_counts\.tsv.*NaN.*2 value"):
+        hs.io.read_st(_write_tsv(nan, tmp_path / "nan_counts.tsv"), spots)
+    with pytest.raises(ValueError, match=r"`counts`.*negative"):  # a DataFrame is named by the argument
+        hs.io.read_st(neg, spots)
+
+
+def test_read_st_duplicate_count_rows(b4_crop, tmp_path, caplog):
+    _, counts, spots = b4_crop
+    dup_id = counts.index[4]
+    conflicting = pd.concat([counts, counts.iloc[[4]] + 1])
+    with pytest.raises(ValueError, match=rf"`counts`.*conflict\.tsv.*{dup_id}"):
+        hs.io.read_st(_write_tsv(conflicting, tmp_path / "conflict.tsv"), spots)
+    exact = pd.concat([counts, counts.iloc[[4, 7]]])
+    with caplog.at_level(logging.WARNING, logger="hist_sd"):
+        sd = hs.io.read_st(_write_tsv(exact, tmp_path / "exact.tsv"), spots)
+    t = sd.tables["table"]
+    assert t.n_obs == len(counts) and t.obs_names.is_unique
+    np.testing.assert_array_equal(t.X.toarray(), counts.loc[t.obs_names].to_numpy())
+    assert any("2 duplicated" in r.getMessage() and "exact.tsv" in r.getMessage() for r in caplog.records)
+
+
+def test_read_st_duplicate_spot_ids(b4_crop, tmp_path, caplog):
+    _, counts, spots = b4_crop
+    row = spots.iloc[[3]]
+    dup_id = f"{row['x'].iloc[0]}x{row['y'].iloc[0]}"
+    conflicting = pd.concat([spots, row.assign(pixel_x=row["pixel_x"] + 40)], ignore_index=True)
+    path = tmp_path / "dup_spots.tsv"
+    conflicting.to_csv(path, sep="\t", index=False)
+    with pytest.raises(ValueError, match=rf"`spots`.*dup_spots\.tsv.*{dup_id}"):
+        hs.io.read_st(counts, path)
+    exact = pd.concat([spots, row], ignore_index=True)
+    with caplog.at_level(logging.WARNING, logger="hist_sd"):
+        sd = hs.io.read_st(counts, exact)
+    assert sd.tables["table"].n_obs == len(counts)
+    assert any("1 duplicated" in r.getMessage() for r in caplog.records)
+    # the float-id layout (spot file indexed by the ids) too
+    by_id = spots.set_index(pd.Index([f"{x}x{y}" for x, y in zip(spots["x"], spots["y"], strict=True)]))
+    with pytest.raises(ValueError, match=rf"`spots`.*{dup_id}"):
+        hs.io.read_st(counts, pd.concat([by_id, by_id.iloc[[3]].assign(pixel_y=0.0)]))

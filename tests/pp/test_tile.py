@@ -118,3 +118,39 @@ def test_tile_errors() -> None:
     bare = sd.SpatialData(images={"img": blank.images["blank_full_image"]})
     with pytest.raises(KeyError, match="per pixel"):
         hs.pp.tile(bare)
+
+
+def test_tile_table_plots_with_scanpy_and_squidpy(b4, b4_image: tuple[sd.SpatialData, float]) -> None:
+    """The tiles' table carries the slide's image in uns["spatial"], so scanpy and squidpy draw H&E + tiles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scanpy as sc
+    import squidpy as sq
+
+    base, mpp = b4_image
+    sdata = sd.SpatialData(images=dict(base.images))
+    hs.pp.tile(sdata, tile_um=200.0, mpp=mpp)
+    t = sdata.tables["tiles"]
+    lib = t.uns["spatial"]["B4"]  # library id = the section of the image
+    reader = b4.tables["table"].uns["spatial"]["B4"]
+    np.testing.assert_array_equal(lib["images"]["hires"], reader["images"]["hires"])  # the slide's image
+    sf = lib["scalefactors"]
+    assert sf["tissue_hires_scalef"] == reader["scalefactors"]["tissue_hires_scalef"]
+    assert sf["spot_diameter_fullres"] == pytest.approx(t.uns["hist_sd"]["tile_px"])
+    hires = lib["images"]["hires"]
+    try:
+        axs = sc.pl.spatial(t, color="tissue_fraction", show=False)
+        ax_sq = sq.pl.spatial_scatter(t, color="tissue_fraction", return_ax=True)
+        for ax in (axs[0] if isinstance(axs, list) else axs, ax_sq):
+            (im,) = ax.images
+            np.testing.assert_allclose(im.get_extent(), (-0.5, hires.shape[1] - 0.5, hires.shape[0] - 0.5, -0.5))
+            (spots,) = ax.collections
+            paths = spots.get_paths()
+            assert len(paths) == t.n_obs
+            centres = np.array([(p.vertices.min(axis=0) + p.vertices.max(axis=0)) / 2 for p in paths])
+            expected = t.obsm["spatial"] * sf["tissue_hires_scalef"]
+            np.testing.assert_allclose(centres[np.lexsort(centres.T)], expected[np.lexsort(expected.T)], atol=0.5)
+    finally:
+        plt.close("all")

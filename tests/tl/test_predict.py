@@ -38,7 +38,8 @@ def test_predict_writes_table_and_bare_image_table(b4_features, data_dir, tmp_pa
     bare = hs.io.read_image(jpg, mpp=0.6876, scale_factors=(4, 4))
     hs.pp.tile(bare, tile_um=400)
     hs.pp.features(bare, table_key="tiles", patch_um=100, progress=False)  # the model's 100 µm patches
-    hs.tl.predict(bare, model)
+    with pytest.warns(hs.TooFewGenesWarning, match="6 genes"):  # far too few for CNV inference downstream
+        hs.tl.predict(bare, model)
     pred = bare.tables["hist_pred"]
     tiles = bare.tables["tiles"]
     assert pred.shape == (tiles.n_obs, len(GENES)) and list(pred.var_names) == GENES
@@ -50,7 +51,8 @@ def test_predict_writes_table_and_bare_image_table(b4_features, data_dir, tmp_pa
     sq.gr.spatial_neighbors(pred)
     sq.gr.spatial_autocorr(pred, mode="moran", n_perms=None)
     assert set(pred.uns["moranI"].index) == set(GENES)
-    with pytest.raises(ValueError, match="table_key"):  # two tables now: which one is ambiguous
+    # two tables now; the only one that is not a prediction ("tiles") is the obvious one
+    with pytest.raises(KeyError, match=r"obsm\['hist_pred'\]` exists already"):
         hs.tl.predict(bare, model)
     with pytest.raises(KeyError, match="exists already"):
         hs.tl.predict(bare, model, table_key="tiles")
@@ -69,3 +71,25 @@ def test_predict_refuses_features_from_another_encoder(b4_features):
     del missing.obsm["X_hist"]
     with pytest.raises(KeyError, match="hs.pp.features"):
         hs.tl.predict(missing, model)
+
+
+def test_predicted_table_works_with_squidpy_on_the_legacy_st_grid(b4, b4_features):
+    """The documented squidpy call for legacy ST (square grid) finds the same 4 neighbours as hist_sd's rule."""
+    import squidpy as sq
+    from spatialdata import SpatialData
+
+    from hist_sd._core._grid import assign_grid, neighbours
+
+    sd = SpatialData(images=dict(b4.images), shapes=dict(b4.shapes), tables={"table": b4_features.copy()})
+    model = hs.tl.train(b4_features, genes=GENES, method="ridge", progress=False)
+    with pytest.warns(hs.TooFewGenesWarning):
+        hs.tl.predict(sd, model, table_added="hist_pred")
+    pred = sd.tables["hist_pred"]
+    assert pred.uns["log1p"] == {"base": None} and "spatial" in pred.uns
+    sq.gr.spatial_neighbors(pred, coord_type="grid", n_neighs=4)
+    got = pred.obsp["spatial_connectivities"].tocoo()
+    grid = assign_grid(pred, layout="st", pad_multiple=1)
+    want = {tuple(p) for p in neighbours(grid.rows, grid.cols, "st", n_neighs=4).tolist()}
+    edges = {(int(i), int(j)) for i, j in zip(got.row, got.col, strict=True)}
+    assert len(edges & want) / len(want) > 0.97  # the spots' pixel positions wobble around the array grid
+    assert np.median(np.bincount(got.row, minlength=pred.n_obs)) == 4

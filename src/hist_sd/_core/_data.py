@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "get_meta",
     "get_mpp",
     "get_table",
+    "is_prediction",
     "is_spatialdata",
     "match_genes",
     "resolve",
@@ -39,7 +41,8 @@ def resolve(data: AnnData | SpatialData, table_key: str | None = None) -> tuple[
     data
         An AnnData (returned as the table, with ``sdata=None``) or a SpatialData.
     table_key
-        Which table of the SpatialData; by default ``"table"``, or the only table when there is one.
+        Which table of the SpatialData; by default ``"table"``, else the only table, else the only table that is not
+        a prediction of :func:`hist_sd.tl.predict`.
 
     Returns
     -------
@@ -51,18 +54,29 @@ def resolve(data: AnnData | SpatialData, table_key: str | None = None) -> tuple[
         raise TypeError(f"`data` must be an AnnData or a SpatialData, got {type(data).__name__}.")
     tables = data.tables
     if table_key is None:
+        measured = [k for k, t in tables.items() if not is_prediction(t)]
         if C.TABLE_KEY in tables:
             table_key = C.TABLE_KEY
         elif len(tables) == 1:
             table_key = next(iter(tables))
+        elif len(measured) == 1:  # e.g. "tiles" next to the predictions made from it
+            table_key = measured[0]
         else:
+            described = ", ".join(f"{k!r} ({'predicted' if is_prediction(t) else 'measured'}, {t.n_obs} rows)"
+                                  for k, t in tables.items())
             raise ValueError(
-                f"`table_key` must name one of the SpatialData's tables {sorted(tables)}; "
-                f"there is no table called {C.TABLE_KEY!r}."
+                f"`table_key` must name one of the SpatialData's tables: {described}; there is no table called "
+                f"{C.TABLE_KEY!r} and more than one holding measured data or features."
             )
     if table_key not in tables:
         raise KeyError(f"`table_key`={table_key!r} is not a table of this SpatialData; it has {sorted(tables)}.")
     return data, tables[table_key]
+
+
+def is_prediction(table: AnnData) -> bool:
+    """Whether a table holds predictions written by :func:`hist_sd.tl.predict` (``uns["hist_sd"]["prediction"]``)."""
+    meta = table.uns.get(C.UNS_KEY)
+    return isinstance(meta, Mapping) and bool(meta.get("prediction"))
 
 
 def get_table(data: AnnData | SpatialData, table_key: str | None = None) -> AnnData:
@@ -121,8 +135,11 @@ def data_dir(data_dir: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def match_genes(available: Sequence[str], genes: Iterable[str], *, what: str = "genes") -> list[str]:
-    """Check that every gene of ``genes`` is in ``available``; raise naming the unknown ones."""
+    """Check that ``genes`` has no duplicates and every gene is in ``available``; raise naming the offenders."""
     genes = list(genes)
+    dup = sorted(g for g, n in Counter(genes).items() if n > 1)
+    if dup:
+        raise ValueError(f"`{what}` lists {len(dup)} gene(s) more than once: {', '.join(map(str, dup[:10]))}.")
     avail = set(available)
     missing = [g for g in genes if g not in avail]
     if missing:

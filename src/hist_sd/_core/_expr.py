@@ -6,7 +6,8 @@ Every place that turns counts into the scale the models learn (training targets,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,15 +15,20 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
+logger = logging.getLogger("hist_sd")
+
 __all__ = [
     "LOGNORM_LABEL",
     "TARGET_SUM",
+    "classify",
     "counts_matrix",
     "in_tissue_mask",
     "is_counts",
     "log_normalize",
+    "measured_genes",
     "measured_matrix",
     "spots_to_score",
+    "training_expression",
 ]
 
 #: Target sum of the count normalisation the models are trained on (``log1p(normalize_total(1e4))``).
@@ -40,6 +46,65 @@ def is_counts(x: Any, *, n_check: int = 100_000) -> bool:
     if not np.isfinite(vals).all():
         return False
     return bool((vals >= 0).all() and (np.abs(vals - np.round(vals)) < 1e-6).all())
+
+
+def classify(x: Any, uns: Any = None, *, n_check: int = 100_000) -> str:
+    """What a matrix holds, judged on up to ``n_check`` stored values.
+
+    Returns ``"counts"`` (finite non-negative whole numbers), ``"log1p"`` (finite, non-negative, and the table
+    carries scanpy's ``uns["log1p"]`` marker), ``"non-negative"`` (finite and non-negative but neither: CP10k,
+    log values without the marker ... cannot be told apart), ``"real"`` (finite with negative values: scaled or
+    centred data) or ``"non-finite"`` (NaN or infinite values).
+    """
+    vals = x.data if sparse.issparse(x) else np.asarray(x).ravel()
+    vals = np.asarray(vals[:n_check], dtype=np.float64)
+    if vals.size and not np.isfinite(vals).all():
+        return "non-finite"
+    if vals.size and (vals < 0).any():
+        return "real"
+    if is_counts(vals):
+        return "counts"
+    if isinstance(uns, Mapping) and "log1p" in uns:
+        return "log1p"
+    return "non-negative"
+
+
+#: What :func:`classify` means by each kind, for messages.
+KINDS: dict[str, str] = {
+    "counts": "raw counts",
+    "log1p": "log1p-normalised values (scanpy's uns['log1p'] marker)",
+    "non-negative": "non-integer values without scanpy's uns['log1p'] marker (CP10k? log values?)",
+    "real": "negative values (scaled or centred data)",
+    "non-finite": "NaN or infinite values",
+}
+
+
+def training_expression(adata: AnnData, genes: Sequence[str]) -> np.ndarray:
+    """Expression of ``genes`` on the models' scale, ``log1p`` of counts per 10,000, for training targets.
+
+    From ``layers["counts"]`` (which must hold raw counts), else ``.X`` when it holds raw counts or is marked
+    log1p-normalised (scanpy's ``uns["log1p"]``; used as it is). Anything else is refused: CP10k, scaled,
+    NaN or negative values would silently train a model on another scale.
+    """
+    if "counts" in adata.layers:
+        kind = classify(adata.layers["counts"])
+        if kind != "counts":
+            raise ValueError(f"`layers['counts']` must hold raw counts, but it holds {KINDS[kind]}.")
+        x, _ = measured_matrix(adata, genes, layer="counts", normalize=True)
+        return x
+    kind = classify(adata.X, adata.uns)
+    if kind == "counts":
+        x, _ = measured_matrix(adata, genes, normalize=True)
+    elif kind == "log1p":
+        logger.info("`X` is taken as log1p-normalised expression (uns['log1p'] is set) and used as it is.")
+        x, _ = measured_matrix(adata, genes, normalize=False)
+    else:
+        raise ValueError(
+            f"`X` holds {KINDS[kind]}: it is neither raw counts nor marked as log1p-normalised, so its scale cannot "
+            "be told. Put raw counts in `layers['counts']` (or `X`), or log-normalise with `hs.pp.normalize` / "
+            "`sc.pp.normalize_total` + `sc.pp.log1p`."
+        )
+    return x
 
 
 def counts_matrix(adata: AnnData, layer: str | None = None, *, require: bool = True) -> tuple[Any, str]:
@@ -152,6 +217,23 @@ def in_tissue_mask(adata: AnnData) -> np.ndarray:
         return vals.to_numpy(dtype=bool)
     num = pd.to_numeric(vals, errors="coerce").to_numpy(dtype=float)
     return np.nan_to_num(num, nan=0.0) != 0
+
+
+def measured_genes(adata: AnnData, genes: Sequence[str], *, what: str = "table") -> list[str]:
+    """The genes of ``genes`` that ``adata`` measures (``var_names``); the others are logged as not scored.
+
+    The one rule of :func:`hist_sd.tl.evaluate` and :func:`hist_sd.tl.cross_validate`: a predicted gene that the
+    held-out table does not measure is left out of the scores (with a warning in the log), never an error.
+    """
+    var = set(adata.var_names.astype(str))
+    use = [g for g in genes if g in var]
+    if len(use) < len(genes):
+        missing = [g for g in genes if g not in var]
+        logger.warning(
+            "%d of %d predicted genes are not measured in the %s and are not scored: %s%s",
+            len(missing), len(genes), what, ", ".join(missing[:10]), " …" if len(missing) > 10 else "",
+        )
+    return use
 
 
 def spots_to_score(adata: AnnData, in_tissue_only: bool) -> np.ndarray:

@@ -81,7 +81,10 @@ def block_mean(data: Any, k: int, *, dtype: Any = np.float32, strip: int = 2048)
         raise ValueError(f"The image ({h} x {w} px) is too small to downsample by {k}.")
     out = np.empty((c, nh, nw), dtype=dtype)
     step = max(1, strip // k)
-    acc_t = np.uint16 if k * k * 255 < 2**16 else np.uint64
+    if np.dtype(data.dtype) == np.uint8:  # exact integer sums, small accumulators
+        acc_t: Any = np.uint16 if k * k * 255 < 2**16 else np.uint64
+    else:
+        acc_t = np.float64
     for i in range(0, nh, step):
         j = min(nh, i + step)
         block = np.asarray(data[:, i * k : j * k, : nw * k])

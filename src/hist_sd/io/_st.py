@@ -45,13 +45,55 @@ def _read_table(path: PathLike | pd.DataFrame, *, what: str) -> pd.DataFrame:
     return df
 
 
+def _label(src: PathLike | pd.DataFrame, what: str) -> str:
+    """How messages name an input: the argument, and the file when it is one."""
+    return f"`{what}`" if isinstance(src, pd.DataFrame) else f"`{what}` file {str(src)!r}"
+
+
+def _check_counts(df: pd.DataFrame, label: str) -> None:
+    """Refuse non-numeric, NaN / infinite and negative counts, naming the first offending spot and gene."""
+    bad_cols = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad_cols:
+        raise ValueError(f"{label}: non-numeric gene columns {bad_cols[:5]}; expected counts (spots x genes).")
+    values = df.to_numpy(dtype=np.float64)
+    for bad, kind in ((~np.isfinite(values), "NaN or infinite"), (values < 0, "negative")):
+        if bad.any():
+            i, j = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(
+                f"{label} holds {kind} counts ({int(bad.sum())} values, e.g. spot {df.index[i]!r}, gene "
+                f"{str(df.columns[j])!r}: {values[i, j]!r}); expected raw counts (non-negative numbers)."
+            )
+
+
+def _drop_duplicates(df: pd.DataFrame, ids: pd.Index, label: str) -> pd.DataFrame:
+    """Rows of ``df`` without repeated spot ids: exact repeats are dropped (logged), conflicting ones refused."""
+    repeated = ids.duplicated(keep="first")
+    if not repeated.any():
+        return df
+    exact = df.reset_index(drop=True).assign(_spot_id_=np.asarray(ids)).duplicated(keep="first").to_numpy()
+    conflicting = ids[repeated & ~exact].unique().tolist()
+    if conflicting:
+        raise ValueError(
+            f"{label} has {len(conflicting)} spot id(s) on several rows with different values: "
+            f"{conflicting[:10]}{' ...' if len(conflicting) > 10 else ''}; expected one row per spot."
+        )
+    logger.warning("%s: %d duplicated spot rows (identical to an earlier row) are dropped.", label, int(repeated.sum()))
+    return df[~repeated]
+
+
 def read_st_counts(counts: PathLike | pd.DataFrame) -> pd.DataFrame:
-    """Read a legacy ST count matrix (spots x genes, index ``"XxY"``)."""
+    """Read a legacy ST count matrix (spots x genes, index ``"XxY"``).
+
+    NaN, infinite or negative counts and spot ids repeated with different counts are errors; rows that
+    repeat an earlier row exactly are dropped with a warning.
+    """
     df = _read_table(counts, what="counts")
+    label = _label(counts, "counts")
     if df.empty:
-        raise ValueError("`counts` has no spots or no genes.")
+        raise ValueError(f"{label} has no spots or no genes.")
     df.index = df.index.astype(str)
-    return df
+    _check_counts(df, label)
+    return _drop_duplicates(df, df.index, label)
 
 
 def _spot_ids(spots: pd.DataFrame, count_ids: pd.Index) -> pd.Series:
@@ -113,7 +155,12 @@ def read_st(
     -------
     SpatialData with the image ``"{section}_full_image"`` ``(c, y, x)``, spot circles ``"{section}"`` and the
     table ``"table"`` (raw counts in ``.X``; ``obsm["spatial"]`` pixel coordinates of the image; obs
-    ``array_row``, ``array_col``, ``in_tissue``, ``section``, ``patient``; scale in ``uns["hist_sd"]``).
+    ``array_row``, ``array_col``, ``in_tissue``, ``section``, ``patient``; scale in ``uns["hist_sd"]``; with an
+    image, ``uns["spatial"][section]`` for :func:`scanpy.pl.spatial` / :func:`squidpy.pl.spatial_scatter`: a
+    copy of the image of at most 2000 px and its scale factors).
+
+    Negative, NaN or infinite counts and spot ids repeated with different values (in either file) are
+    errors naming the file; rows that repeat an earlier row exactly are dropped with a warning.
     """
     if section is None:
         section = Path(counts).name.split(".")[0] if not isinstance(counts, pd.DataFrame) else "section"
@@ -125,7 +172,7 @@ def read_st(
         if col not in spot_df.columns:
             raise ValueError(f"`spots` needs pixel coordinate columns 'pixel_x' and 'pixel_y'; missing {col!r}.")
     spot_df = spot_df.assign(_id=_spot_ids(spot_df, cnt.index)).dropna(subset=["_id"])
-    spot_df = spot_df.drop_duplicates("_id").set_index("_id")
+    spot_df = _drop_duplicates(spot_df, pd.Index(spot_df["_id"]), _label(spots, "spots")).set_index("_id")
     if only_selected and "selected" in spot_df.columns:
         spot_df = spot_df[spot_df["selected"].astype(float) > 0]
     common = cnt.index[cnt.index.isin(spot_df.index)]

@@ -163,8 +163,10 @@ def read_visium(
     SpatialData with the image (when asked for), spot circles ``dataset_id`` and the table ``"table"``: raw
     counts (sparse) in ``.X``, ``obsm["spatial"]`` spot centres in pixels of that image, obs ``array_row``,
     ``array_col``, ``in_tissue``, ``section``, ``patient``, and ``uns["hist_sd"]`` (µm per pixel of the image
-    = 55 µm / spot diameter in its pixels). Coordinate systems are named as in spatialdata-io: ``dataset_id``
-    for full-resolution pixels, ``f"{dataset_id}_downscaled_hires"`` / ``..._lowres`` for the PNGs.
+    = 55 µm / spot diameter in its pixels); with an image, ``uns["spatial"][section]`` (a copy of that image of
+    at most 2000 px and its scale factors, for :func:`scanpy.pl.spatial` / :func:`squidpy.pl.spatial_scatter`).
+    Coordinate systems are named as in spatialdata-io: ``dataset_id`` for full-resolution pixels,
+    ``f"{dataset_id}_downscaled_hires"`` / ``..._lowres`` for the PNGs.
     """
     import spatialdata_io as sdio
     from spatialdata.transformations import Scale, set_transformation
@@ -200,6 +202,7 @@ def read_visium(
         coordinate_system=coordinate_system,
         scale_factors=scale_factors,
         extra_meta={"scale": scale, "spot_diameter_fullres": diameter_full},
+        library_id=section,
     )
     if scale != 1.0:  # also place the downscaled image and the spots in full-resolution pixels
         to_full = Scale(np.array([1.0 / scale, 1.0 / scale]), axes=("y", "x"))

@@ -33,6 +33,23 @@ FORMAT = "hist_sd.model"
 FORMAT_VERSION = 2
 #: Relative difference of patch sizes (µm) tolerated between training and prediction features.
 PATCH_TOLERANCE = 0.01
+#: Entries every checkpoint has.
+_REQUIRED = (
+    "model_class", "hparams", "state_dict", "method", "task", "genes", "features_key", "encoder", "feature_dim",
+    "feature_mean", "feature_std", "target_mean", "target_std",
+)  # fmt: skip
+
+
+def _check_finite(state: dict[str, Any]) -> None:
+    """Refuse NaN or infinite weights and standardisation statistics (they would predict NaN everywhere)."""
+    import torch
+
+    tensors = {f"state_dict[{k!r}]": v for k, v in state["state_dict"].items()}
+    tensors.update({k: state[k] for k in ("feature_mean", "feature_std", "target_mean", "target_std", "projection")
+                    if state.get(k) is not None})
+    bad = [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"The checkpoint has NaN or infinite values in {', '.join(bad[:5])}; it cannot predict.")
 
 
 @dataclass
@@ -56,6 +73,9 @@ class HistModel:
     patch_um, mpp
         Side in µm of the patches the training features were computed from, and the µm per pixel of the training
         images (``None`` when the features carry no record); prediction refuses features of another patch size.
+    spacing_um
+        Centre-to-centre distance in µm of the training spots (200 for legacy ST, 100 for Visium); spatial
+        models warn when a slide's spots or tiles are spaced otherwise.
     feature_mean, feature_std, target_mean, target_std
         Standardisation learned on the training spots.
     grid
@@ -86,6 +106,7 @@ class HistModel:
     grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "st"})
     patch_um: float | None = None
     mpp: float | None = None
+    spacing_um: float | None = None
     feature_norm: str = "global"
     projection: np.ndarray | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -233,6 +254,7 @@ class HistModel:
             "grid": dict(self.grid),
             "patch_um": self.patch_um,
             "mpp": self.mpp,
+            "spacing_um": self.spacing_um,
             "feature_norm": self.feature_norm,
             "projection": None if self.projection is None else torch.from_numpy(np.asarray(self.projection, np.float32)),
             "params": {k: v for k, v in self.params.items() if isinstance(v, str | int | float | bool | list | type(None))},
@@ -274,6 +296,13 @@ class HistModel:
                 f"Checkpoint format version {state['format_version']} is newer than this hist_sd "
                 f"({FORMAT_VERSION}); upgrade hist_sd."
             )
+        missing = [k for k in _REQUIRED if k not in state]
+        if missing:
+            raise ValueError(
+                f"The checkpoint lacks {', '.join(map(repr, missing))}: it is incomplete or was not written by "
+                "`HistModel.save`."
+            )
+        _check_finite(state)
         net = nn.build(state["model_class"], state["hparams"])
         try:
             net.load_state_dict(state["state_dict"], strict=True)
@@ -295,6 +324,7 @@ class HistModel:
             grid=dict(state.get("grid", {})),
             patch_um=None if state.get("patch_um") is None else float(state["patch_um"]),
             mpp=None if state.get("mpp") is None else float(state["mpp"]),
+            spacing_um=None if state.get("spacing_um") is None else float(state["spacing_um"]),
             feature_norm=str(state.get("feature_norm", "global")),
             projection=None if state.get("projection") is None else state["projection"].numpy(),
             params=dict(state.get("params", {})),
@@ -336,7 +366,10 @@ def load_model(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise ValueError(f"`path`: {str(path)!r} is not a loadable hist_sd checkpoint ({err}).") from err
-    model = HistModel.from_state(state)
+    try:
+        model = HistModel.from_state(state)
+    except ValueError as err:
+        raise ValueError(f"`path`: {str(path)!r}: {err}") from err
     if genes is not None:
         model.check_genes(genes)
     if feature_dim is not None:

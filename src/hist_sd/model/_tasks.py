@@ -16,7 +16,7 @@ from anndata import AnnData
 
 from hist_sd import _constants as C
 from hist_sd._core._data import match_genes
-from hist_sd._core._expr import measured_matrix
+from hist_sd._core._expr import training_expression
 from hist_sd._core._registry import Registry
 from hist_sd._core._stats import correlate, segmentation_metrics
 
@@ -100,18 +100,15 @@ def get_task(name: str) -> TaskSpec:
 def log_expression(adata: AnnData, genes: Sequence[str] | None, truth_key: str = "") -> np.ndarray:
     """``log1p`` of library-size-normalised expression (to 1e4 per spot) for ``genes``, ``(n_obs, n_genes)``.
 
-    Raw counts come from ``layers["counts"]`` when present, else from ``.X`` when it holds integers (library size
-    over all genes of the table); a table without raw counts is taken as already log-normalised. The same scale
-    as :func:`hist_sd.tl.evaluate` scores against.
+    Raw counts come from ``layers["counts"]`` when present, else from ``.X`` (library size over all genes of the
+    table); ``.X`` marked log1p-normalised (scanpy's ``uns["log1p"]``) is used as it is, anything else is refused
+    (:func:`hist_sd._core._expr.training_expression`). The same scale as :func:`hist_sd.tl.evaluate` scores
+    against.
     """
     if not genes:
         raise ValueError("`genes` must list the genes to predict for task='expression'.")
     match_genes(adata.var_names, genes)
-    if "counts" in adata.layers:
-        x, _ = measured_matrix(adata, genes, layer="counts", normalize=True)
-    else:
-        x, _ = measured_matrix(adata, genes)
-    return x.astype(np.float32)
+    return training_expression(adata, genes).astype(np.float32)
 
 
 def _expression_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, corr_weight: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ import numpy as np
 from hist_sd import _constants as C
 from hist_sd._core._data import get_meta, get_mpp, resolve
 from hist_sd._core._image import get_image
-from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._params import INPUT_KEYS, check_key_free, log_written, store_params
 from hist_sd._core._runtime import progress as progress_bar
 from hist_sd._docs import doc_params
 from hist_sd.encoders._patches import (
@@ -115,7 +115,8 @@ def features(
     Nothing; writes to the table:
 
     - ``.obsm[key_added]``: ``(n_obs, dim)`` float32 features, rows in table order.
-    - ``.uns[key_added]["params"]``: encoder name, dim, weights path and SHA-256, ``patch_um``, ``patch_px``,
+    - ``.uns[key_added]["params"]``: encoder name, dim, weights (``"<package>==<version>"`` for packaged weights,
+      else the file path) and SHA-256, ``patch_um``, ``patch_px``,
       input size, mean/std, stain normalisation.
     """
     import torch
@@ -201,7 +202,8 @@ def _check_features_args(
         raise TypeError(
             "`data` must be a SpatialData with the H&E image (e.g. from `hs.io.read_st`); an AnnData has no image."
         )
-    check_key_free(table.obsm, key_added, "obsm", overwrite=overwrite)
+    check_key_free(table.obsm, key_added, "obsm", overwrite=overwrite, protected=INPUT_KEYS["obsm"])
+    check_key_free({}, key_added, "uns", protected=INPUT_KEYS["uns"])
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
     if stain_norm is not None and stain_norm not in STAIN_METHODS:

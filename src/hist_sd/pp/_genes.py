@@ -17,7 +17,7 @@ from scipy import sparse
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, get_table, match_genes
 from hist_sd._core._expr import in_tissue_mask, is_counts, log_normalize
-from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._params import check_key_free, input_keys, log_written, store_params
 from hist_sd._core._runtime import progress as _progress
 from hist_sd._docs import doc_params
 
@@ -218,7 +218,7 @@ def _check_tables(tables: dict[str, AnnData], key_added: str, *, overwrite: bool
             raise ValueError(f"Section {name!r} has duplicated gene names; run `var_names_make_unique()` first.")
         for key in ("moran_I", "moran_pval", key_added):
             check_key_free(t.var, key, "var", overwrite=overwrite)
-        check_key_free(t.uns, key_added, "uns", overwrite=overwrite)
+        check_key_free(t.uns, key_added, "uns", overwrite=overwrite, protected=input_keys(t, "uns"))
 
 
 def _common_genes(tables: dict[str, AnnData], always: list[str]) -> pd.Index:

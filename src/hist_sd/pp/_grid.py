@@ -14,7 +14,7 @@ from hist_sd import _constants as C
 from hist_sd._core._data import resolve
 from hist_sd._core._expr import in_tissue_mask
 from hist_sd._core._grid import Layout, assign_grid, gather, scatter
-from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._params import check_key_free, input_keys, log_written, store_params
 from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
@@ -75,9 +75,9 @@ def grid(
     if adata.n_obs == 0:
         raise ValueError("The table has no spots to place on a grid.")
     row_key, col_key = f"{key_added}_row", f"{key_added}_col"
-    check_key_free(adata.obs, row_key, "obs", overwrite=overwrite)
-    check_key_free(adata.obs, col_key, "obs", overwrite=overwrite)
-    check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
+    check_key_free(adata.obs, row_key, "obs", overwrite=overwrite, protected=input_keys(adata, "obs"))
+    check_key_free(adata.obs, col_key, "obs", overwrite=overwrite, protected=input_keys(adata, "obs"))
+    check_key_free(adata.uns, key_added, "uns", overwrite=overwrite, protected=input_keys(adata, "uns"))
 
     row, col, (height, width), lay, parity = assign_grid(
         adata, layout=layout, pad_multiple=pad_multiple, margin=margin

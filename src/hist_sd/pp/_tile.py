@@ -89,7 +89,9 @@ def tile(
     sdata
         SpatialData with the H&E image (e.g. from :func:`hist_sd.io.read_image`).
     tile_um
-        Side of a tile in µm.
+        Side of a tile in µm, which is also the tiles' spacing. To apply a trained model, tile at the spacing of
+        its training spots (``model.spacing_um``: 200 µm for legacy ST, 100 µm for Visium) and encode patches of
+        its training size (``hs.pp.features(..., patch_um=model.patch_um)``); spatial models warn otherwise.
     shape
         ``(rows, cols)``: instead of ``tile_um``, divide the tissue bounding box into this many square tiles
         (side = the larger of box height / rows and box width / cols; HiST's TCGA slides use ``(80, 64)``).
@@ -110,7 +112,8 @@ def tile(
     (``X`` of shape ``(n_tiles, 0)``; obs ``array_row``, ``array_col`` (tile indices), ``in_tissue``,
     ``tissue_fraction``, ``section``; ``obsm["spatial"]`` tile centres ``(x, y)``; ``uns["hist_sd"]`` with
     ``mpp``, ``spot_diameter_um`` = ``spot_spacing_um`` = tile side in µm, ``technology="tiles"``,
-    ``image_key``, ``shapes_key``; ``uns[key_added]["params"]``).
+    ``image_key``, ``shapes_key``; ``uns["spatial"][section]`` with a small copy of the image and its scale
+    factors, for :func:`scanpy.pl.spatial` / :func:`squidpy.pl.spatial_scatter`; ``uns[key_added]["params"]``).
     """
     from spatialdata.transformations import get_transformation, set_transformation
 
@@ -152,6 +155,7 @@ def tile(
         scale_factors=None,
         extra_meta={C.IMAGE_KEY: key, "tile_px": float(side)},
         shape_kind="square",
+        image_element=element,
     )
     shapes = built.shapes[shapes_key]
     if transforms:

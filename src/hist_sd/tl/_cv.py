@@ -14,6 +14,7 @@ from anndata import AnnData
 
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
+from hist_sd._core._expr import measured_genes
 from hist_sd._core._runtime import progress as progress_bar
 from hist_sd._core._stats import mean_ci
 from hist_sd._docs import doc_params
@@ -129,6 +130,7 @@ def cross_validate(
     gene_sections: Sequence[AnnData | SpatialData] | Mapping[str, AnnData | SpatialData] | None = None,
     spatial_genes_kwargs: Mapping[str, Any] | None = None,
     train_kwargs: Mapping[str, Any] | None = None,
+    epochs: int | None = None,
     seed: int = 0,
     table_key: str | None = None,
     progress: bool = True,
@@ -166,7 +168,10 @@ def cross_validate(
     spatial_genes_kwargs
         Passed to :func:`hist_sd.pp.spatial_genes`.
     train_kwargs
-        Passed to the training engine (``epochs``, ``lr``, ``preset``, ``model_kwargs``, ``device`` ...).
+        Passed to the training engine, as the options of :func:`hist_sd.tl.train` (``lr``, ``preset``,
+        ``model_kwargs``, ``device`` ...).
+    epochs
+        Training epochs of every fold (default: the method's); the same as ``train_kwargs={"epochs": ...}``.
     seed
         Seed of every fold's training.
     %(tables_key)s
@@ -194,6 +199,10 @@ def cross_validate(
     extra_group = {n: _group_of(n, t, groups if groups != "section" else "section") for n, t in extra.items()}
     recorded = feature_record(list(tables.values()), features_key)
     tkw = dict(train_kwargs or {})
+    if epochs is not None:
+        if "epochs" in tkw and tkw["epochs"] != epochs:
+            raise ValueError(f"`epochs`={epochs} and `train_kwargs['epochs']`={tkw['epochs']} disagree; give one.")
+        tkw["epochs"] = epochs
     tkw.setdefault("seed", seed)
     layout = tkw.pop("layout", "auto")
     base = {
@@ -223,8 +232,12 @@ def cross_validate(
             pred = tspec.link(model.predict_section(base[n]))
             timings["predict"].append(time.perf_counter() - t0)
             tissue = base[n].in_tissue
-            truth = tspec.targets(tables[n], fold_genes, truth_key)
-            df = tspec.score(pred[tissue], truth[tissue], model.genes, n)
+            outputs = model.genes
+            if tspec.needs_genes:  # genes the held-out table does not measure are not scored (as in evaluate)
+                outputs = measured_genes(tables[n], model.genes, what=f"held-out section {n!r}")
+                pred = pred[:, [model.genes.index(g) for g in outputs]]
+            truth = tspec.targets(tables[n], outputs if tspec.needs_genes else fold_genes, truth_key)
+            df = tspec.score(pred[tissue], truth[tissue], outputs, n)
             df.insert(0, "section", n)
             df.insert(0, "fold", fold)
             df.insert(0, "method", method)

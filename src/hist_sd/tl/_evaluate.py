@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +13,10 @@ from anndata import AnnData
 
 from hist_sd import _constants as C
 from hist_sd._core._data import resolve
-from hist_sd._core._expr import measured_matrix, spots_to_score
-from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._expr import KINDS, classify, measured_genes, measured_matrix, spots_to_score
+from hist_sd._core._params import check_key_free, input_keys, log_written, store_params
 from hist_sd._core._stats import correlate, mean_ci
+from hist_sd._core._warnings import ExpressionScaleWarning
 from hist_sd._docs import doc_params
 from hist_sd.get._accessors import prediction_matrix
 
@@ -61,7 +63,9 @@ def evaluate(
         Measured expression from ``layers[layer]``, used as it is. By default ``.X`` is used, and when it holds
         raw counts (non-negative integers) it is compared on the scale the models are trained on:
         ``log1p`` of counts normalised to 10,000 per spot (``sc.pp.normalize_total(target_sum=1e4)`` over all
-        genes, then ``sc.pp.log1p``). Already normalised ``.X`` is used as it is.
+        genes, then ``sc.pp.log1p``). Already normalised ``.X`` is used as it is; when its scale cannot be told
+        (non-negative, non-integer, no ``uns["log1p"]`` marker) an :class:`~hist_sd.ExpressionScaleWarning` says
+        so. The scale used is logged and stored as ``measured_scale``.
     %(table_key)s
     key_added
         When given, store the per-gene table and its summary in ``uns[key_added]`` (``"scores"``,
@@ -78,17 +82,10 @@ def evaluate(
     """
     _, adata = resolve(data, table_key)
     if key_added is not None:
-        check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
+        check_key_free(adata.uns, key_added, "uns", overwrite=overwrite, protected=input_keys(adata, "uns"))
     values, pred_genes = prediction_matrix(adata, pred_key)
-    var = set(adata.var_names.astype(str))
     if genes is None:
-        use = [g for g in pred_genes if g in var]
-        if len(use) < len(pred_genes):
-            logger.warning(
-                "%d of %d predicted genes are not measured in the table and are not scored.",
-                len(pred_genes) - len(use),
-                len(pred_genes),
-            )
+        use = measured_genes(adata, pred_genes)
         if not use:
             raise ValueError(
                 f"None of the genes predicted in `obsm[{pred_key!r}]` is in the table's `var_names`."
@@ -107,6 +104,13 @@ def evaluate(
         if len(set(use)) != len(use):
             raise ValueError("`genes` has duplicates.")
     mask = spots_to_score(adata, in_tissue_only)
+    if layer is None and classify(adata.X, adata.uns) == "non-negative":
+        warnings.warn(
+            f"`X` holds {KINDS['non-negative']}; it is scored as it is, while the predictions are log1p of counts "
+            "per 10,000. Mark log-normalised data with `uns['log1p']` or keep raw counts in `X`.",
+            ExpressionScaleWarning,
+            stacklevel=2,
+        )
     meas, scale = measured_matrix(adata, use, layer=layer)
     col = {g: i for i, g in enumerate(pred_genes)}
     pred = values[:, [col[g] for g in use]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
+from hist_sd._core._warnings import UnrecordedFeaturesWarning
 from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, get_method, get_task, prepare_section
 from hist_sd.model._section import feature_params
@@ -154,14 +156,24 @@ def train(
 
 
 def feature_record(tables: Sequence[AnnData], features_key: str) -> dict[str, Any]:
-    """The encoder, patch size (µm) and mpp recorded with the training features (one encoder and patch size for all).
+    """The encoder, patch size (µm), mpp and spot spacing (µm) of the training slides' features.
 
-    Returns ``{"encoder", "patch_um", "mpp"}``: ``"unknown"`` / ``None`` when the features carry no record.
+    One encoder and patch size for all slides. Returns ``{"encoder", "patch_um", "mpp", "spacing_um"}``:
+    ``"unknown"`` / ``None`` when the features carry no record (with an
+    :class:`~hist_sd.UnrecordedFeaturesWarning`).
     """
     params = [feature_params(t, features_key) for t in tables]
     names = {str(p.get("encoder", "")) for p in params} - {""}
     if len(names) > 1:
         raise ValueError(f"`obsm[{features_key!r}]` was computed with different encoders across slides: {sorted(names)}.")
+    if any("encoder" not in p for p in params):
+        warnings.warn(
+            f"`obsm[{features_key!r}]` of some training slides has no record of its encoder "
+            f"(`uns[{features_key!r}]['params']['encoder']`, written by `hs.pp.features`): the model cannot check "
+            "that the features of new slides come from the same encoder.",
+            UnrecordedFeaturesWarning,
+            stacklevel=3,
+        )
     patches = sorted({round(float(p["patch_um"]), 6) for p in params if _is_number(p.get("patch_um"))})
     if len(patches) > 1 and patches[-1] > patches[0] * 1.01:
         raise ValueError(
@@ -169,10 +181,13 @@ def feature_record(tables: Sequence[AnnData], features_key: str) -> dict[str, An
             "recompute the features with one `patch_um`."
         )
     mpps = [float(p["mpp"]) for p in params if _is_number(p.get("mpp"))]
+    spacings = [float(t.uns.get(C.UNS_KEY, {}).get(C.SPOT_SPACING_UM, np.nan)) for t in tables]
+    spacings = [v for v in spacings if _is_number(v)]
     return {
         "encoder": names.pop() if names else "unknown",
         "patch_um": float(patches[0]) if patches else None,
         "mpp": float(np.median(mpps)) if mpps else None,
+        "spacing_um": float(np.median(spacings)) if spacings else None,
     }
 
 

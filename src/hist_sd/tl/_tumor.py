@@ -19,7 +19,7 @@ from hist_sd import _constants as C
 from hist_sd._core._data import resolve
 from hist_sd._core._expr import counts_matrix, log_normalize
 from hist_sd._core._grid import assign_grid, neighbours, pick_layout
-from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._params import check_key_free, input_keys, log_written, store_params
 from hist_sd._core._runtime import set_seed
 from hist_sd._docs import doc_params
 
@@ -48,7 +48,7 @@ EPITHELIAL_MARKERS: tuple[str, ...] = (
 #: Fewer spots than this make CNV inference and the reference rule meaningless.
 MIN_SPOTS = 30
 #: At least this many of the data's genes need a genomic position (infercnvpy averages windows of genes).
-MIN_GENES = 1000
+MIN_GENES = C.MIN_CNV_GENES
 #: At least this many spots in the reference.
 MIN_REFERENCE = 5
 #: Genes detected in fewer spots are left out of the CNV inference.
@@ -242,10 +242,10 @@ def _check_tumor_labels_args(
         "cluster": f"{key_added}_cnv_cluster",
     }
     for col in names.values():
-        check_key_free(adata.obs, col, "obs", overwrite=overwrite)
+        check_key_free(adata.obs, col, "obs", overwrite=overwrite, protected=input_keys(adata, "obs"))
     check_key_free(adata.obsm, f"X_{_CNV_KEY}", "obsm", overwrite=overwrite)
     check_key_free(adata.uns, _CNV_KEY, "uns", overwrite=overwrite)
-    check_key_free(adata.uns, key_added, "uns", overwrite=overwrite)
+    check_key_free(adata.uns, key_added, "uns", overwrite=overwrite, protected=input_keys(adata, "uns"))
     if smooth:
         try:
             pick_layout(adata, layout)

@@ -73,6 +73,7 @@ def fit_sections(
     encoder: str,
     patch_um: float | None = None,
     mpp: float | None = None,
+    spacing_um: float | None = None,
     epochs: int | None = None,
     lr: float = 1e-3,
     weight_decay: float = 1e-4,
@@ -127,7 +128,7 @@ def fit_sections(
         net=net, method=method, task=task, genes=list(genes), features_key=features_key, encoder=encoder,
         feature_dim=d, feature_mean=fm, feature_std=fs, target_mean=tm, target_std=ts,
         grid={"pad_multiple": int(pad_multiple), "layout": _layout(sections)},
-        patch_um=patch_um, mpp=mpp, feature_norm=feature_norm, projection=projection,
+        patch_um=patch_um, mpp=mpp, spacing_um=spacing_um, feature_norm=feature_norm, projection=projection,
         params={
             "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size, "augment": augment,
             "preset": preset, "seed": seed, "crop": crop, "input_noise": input_noise, "corr_weight": corr_weight,
