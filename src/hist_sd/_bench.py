@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,14 @@ import numpy as np
 import pandas as pd
 
 from hist_sd import _constants as C
+from hist_sd._core._warnings import TooFewGenesWarning
 
 logger = logging.getLogger("hist_sd")
 
 HER2ST_IMAGE_SECTIONS: tuple[str, ...] = ("B4", "C2", "C3", "C4", "C5", "C6")
+#: The main job's arguments as ``hist-sd main`` spells them, for its error messages.
+MAIN_FLAGS: dict[str, str] = {"held_out": "--held-out", "n_genes": "--genes", "epochs": "--epochs",
+                              "overwrite": "--overwrite"}
 
 
 def expression_methods() -> tuple[str, ...]:
@@ -56,9 +62,9 @@ def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0"
         t0 = time.perf_counter()
         if f is not None and f.exists():
             z = np.load(f, allow_pickle=False)
-            if z["obs_names"].tolist() == table.obs_names.tolist():
+            if z["obs_names"].tolist() == table.obs_names.tolist() and "params" in z:
                 table.obsm[key] = z["features"]
-                table.uns[key] = {"params": {"encoder": encoder}}
+                table.uns[key] = {"params": json.loads(str(z["params"]))}  # the record hs.pp.features wrote
                 seconds[name] = float(z["seconds"])
                 continue
         pp.features(sdata, encoder=encoder, key_added=key, progress=progress)
@@ -66,18 +72,55 @@ def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0"
         if f is not None:
             f.parent.mkdir(parents=True, exist_ok=True)
             tmp = f.with_name(f".{f.name}.tmp.npz")
-            np.savez(tmp, features=table.obsm[key], obs_names=np.asarray(table.obs_names, dtype=str), seconds=seconds[name])
+            params = {k: (v.tolist() if isinstance(v, np.ndarray | np.generic) else v)
+                      for k, v in table.uns[key]["params"].items()}
+            np.savez(tmp, features=table.obsm[key], obs_names=np.asarray(table.obs_names, dtype=str),
+                     seconds=seconds[name], params=json.dumps(params))
             os.replace(tmp, f)
     return seconds
 
 
+def check_main_args(out: Path, *, held_out: str, n_genes: int, epochs: int | None, overwrite: bool = False,
+                    flags: bool = False) -> None:
+    """Check the main job's arguments before any data is read (:func:`run_main` calls it first).
+
+    Raises :class:`ValueError` for a ``held_out`` section without an H&E image or a count out of range, and
+    :class:`FileExistsError` when ``out`` holds results already and ``overwrite`` is off. With ``flags``, the
+    messages name the options of ``hist-sd main`` (``--held-out``) instead of the parameters (```held_out```).
+    """
+    from hist_sd.datasets._her2st import HER2ST_SECTIONS
+
+    def name(param: str) -> str:
+        return MAIN_FLAGS[param] if flags else f"`{param}`"
+
+    with_image = ", ".join(HER2ST_IMAGE_SECTIONS)
+    if held_out not in HER2ST_SECTIONS:
+        raise ValueError(f"{name('held_out')}: {held_out!r} is not a her2st section; sections with an H&E image: "
+                         f"{with_image}.")
+    if held_out not in HER2ST_IMAGE_SECTIONS:
+        raise ValueError(f"{name('held_out')}: her2st section {held_out!r} has no H&E image to predict from "
+                         f"(counts only); sections with an H&E image: {with_image}.")
+    counts = {"n_genes": n_genes} if epochs is None else {"n_genes": n_genes, "epochs": epochs}
+    for param, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name(param)}: expected an integer of at least 1, got {value!r}.")
+    if not overwrite:
+        for path in (Path(out) / f"{held_out}.zarr", Path(out) / "hist_model.pt"):
+            if path.exists():
+                how = MAIN_FLAGS["overwrite"] if flags else "`overwrite=True`"
+                raise FileExistsError(f"{path} exists already; pass {how} to replace it.")
+
+
 def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_genes: int = 50,
-             epochs: int | None = None, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+             epochs: int | None = None, seed: int = 0, overwrite: bool = False,
+             progress: bool = True) -> dict[str, Any]:
     """Train HiST on the her2st image sections of the other patients, predict ``held_out``, write results.
 
     Writes ``out/<held_out>.zarr`` (SpatialData with predictions in the table), ``out/hist_model.pt``,
-    ``out/scores.csv`` and ``out/figures/*.png``; returns a summary dict.
+    ``out/scores.csv`` and ``out/figures/*.png``; returns a summary dict. The arguments are checked before
+    any data is read (:func:`check_main_args`).
     """
+    check_main_args(out, held_out=held_out, n_genes=n_genes, epochs=epochs, overwrite=overwrite)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,13 +131,10 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
     out = Path(out)
     zpath = out / f"{held_out}.zarr"
     mpath = out / "hist_model.pt"
-    for p in (zpath, mpath):
-        if p.exists() and not overwrite:
-            raise FileExistsError(f"{p} exists already; pass --overwrite to replace it.")
     t_start = time.perf_counter()
     patient = held_out[0]
     train_names = [s for s in HER2ST_IMAGE_SECTIONS if s[0] != patient]
-    sdatas = datasets.her2st([*train_names, held_out], data_dir=data_dir)
+    sdatas = datasets.her2st([*train_names, held_out], data_dir=data_dir, images_only=True)
     logger.info("computing features for %d sections", len(sdatas))
     with_features(sdatas, cache=out / "cache", progress=progress)
     # genes: top spatially variable genes of the training patients' sections (image and count-only ones)
@@ -102,11 +142,13 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
     pool = [get_table(s) for n, s in all_counts.items() if n[0] != patient]
     genes = select_genes(pool, n_top=n_genes)
     logger.info("selected %d genes on %d training-patient sections", len(genes), len(pool))
-    model = tl.train({n: sdatas[n] for n in train_names}, genes=genes, epochs=epochs, progress=progress)
+    model = tl.train({n: sdatas[n] for n in train_names}, genes=genes, epochs=epochs, seed=seed, progress=progress)
     model.save(mpath, overwrite=overwrite)
     test = sdatas[held_out]
     t0 = time.perf_counter()
-    tl.predict(test, model, table_added="hist_pred_table", overwrite=overwrite)
+    with warnings.catch_warnings():  # a 50-gene table is meant for spatial statistics here, not CNV inference
+        warnings.simplefilter("ignore", TooFewGenesWarning)
+        tl.predict(test, model, table_added=C.PRED, overwrite=overwrite)
     predict_s = time.perf_counter() - t0
     scores = tl.evaluate(test, pred_key=C.PRED)
     summary = tl.summarize_scores(scores)
@@ -117,7 +159,8 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
     figs.mkdir(exist_ok=True)
     pl.predicted_vs_measured(test, best, pred_key=C.PRED, save=figs / f"{held_out}_best_genes.png", overwrite=True)
     io.write_zarr(test, zpath, overwrite=overwrite)
-    result = {"held_out": held_out, "train_sections": train_names, "n_genes": len(genes),
+    result = {"held_out": held_out, "seed": seed, "peak_rss_mib": round(peak_rss_mib()),
+              "train_sections": train_names, "n_genes": len(genes),
               "mean_pearson": summary["mean"], "ci95": [summary["ci_low"], summary["ci_high"]],
               "median_pearson": summary["median"], "genes_r_gt_0.3": int(summary["n_above"]),
               "predict_seconds": predict_s, "total_seconds": time.perf_counter() - t_start,

@@ -6,70 +6,162 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
+
+from hist_sd import __version__
+
+PROG = "hist-sd"
+#: Exit statuses: a failure during the job, and arguments that cannot work (argparse's own status).
+FAILED, USAGE = 1, 2
+
+
+class _UsageError(Exception):
+    """Arguments that cannot work; reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (``hist-sd: error: ...``), not a usage dump and an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _count(text: str) -> int:
+    """An integer of at least 1 (``--genes``, ``--epochs``, ``--jobs``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 1, got {value}")
+    return value
+
+
+def _folder(text: str) -> str:
+    """An existing folder (``--data-dir``)."""
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hist-sd", description=__doc__)
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog=PROG, description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level; show tracebacks of errors")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    # -v also after the command (SUPPRESS: an absent sub-command -v leaves the top-level value alone)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", required=True, metavar="command")
+    data_help = "local data mirror (default: $HIST_SD_DATA_DIR or download)"
 
-    m = sub.add_parser("main", help="train HiST on her2st image sections, predict a held-out patient's section")
+    m = sub.add_parser("main", parents=[common], help="train HiST on her2st image sections, predict a held-out patient's section")
     m.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results)")
-    m.add_argument("--data-dir", default=None, help="local data mirror (default: $HIST_SD_DATA_DIR or download)")
-    m.add_argument("--held-out", default="B4", help="held-out section; its patient is left out of training")
-    m.add_argument("--genes", type=int, default=50, help="number of spatially variable genes")
-    m.add_argument("--epochs", type=int, default=None, help="training epochs (default: the method's default)")
+    m.add_argument("--data-dir", type=_folder, default=None, help=data_help)
+    m.add_argument("--held-out", default="B4", metavar="SECTION",
+                   help="held-out her2st section with an H&E image (B4, C2-C6; default B4); its patient is left out of training")
+    m.add_argument("--genes", type=_count, default=50, help="number of spatially variable genes (default 50)")
+    m.add_argument("--epochs", type=_count, default=None, help="training epochs (default: the method's default)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the training (default 0)")
     m.add_argument("--overwrite", action="store_true", help="replace existing outputs")
 
-    b = sub.add_parser("benchmark", help="cross-validated comparison of HiST, ablations and baselines")
+    b = sub.add_parser("benchmark", parents=[common], help="cross-validated comparison of HiST, ablations and baselines")
     b.add_argument("--out", type=Path, default=Path("results/benchmark"))
-    b.add_argument("--data-dir", default=None)
+    b.add_argument("--data-dir", type=_folder, default=None, help=data_help)
     b.add_argument("--methods", nargs="+", default=None)
     b.add_argument("--protocols", nargs="+", default=["lopo", "loso"], choices=["lopo", "loso"])
-    b.add_argument("--genes", type=int, default=50)
-    b.add_argument("--epochs", type=int, default=None)
+    b.add_argument("--genes", type=_count, default=50)
+    b.add_argument("--epochs", type=_count, default=None)
     b.add_argument("--no-mob", action="store_true", help="skip the mouse olfactory bulb")
     b.add_argument("--no-tumor", action="store_true", help="skip tumour labels and tumour segmentation")
-    b.add_argument("--jobs", type=int, default=2, help="worker processes (one torch thread each; default 2)")
+    b.add_argument("--jobs", type=_count, default=2, help="worker processes (one torch thread each; default 2)")
     return p
 
 
+def _check_main(args: argparse.Namespace) -> None:
+    from hist_sd import _bench
+
+    _bench.check_main_args(args.out, held_out=args.held_out, n_genes=args.genes, epochs=args.epochs,
+                           overwrite=args.overwrite, flags=True)
+
+
+def _run_main(args: argparse.Namespace) -> None:
+    from hist_sd import _bench
+
+    res = _bench.run_main(args.out, data_dir=args.data_dir, held_out=args.held_out, n_genes=args.genes,
+                          epochs=args.epochs, seed=args.seed, overwrite=args.overwrite)
+    sys.stdout.write(json.dumps(res, indent=2, default=str) + "\n")
+    sys.stdout.write(
+        f"held-out {res['held_out']}: mean PCC {res['mean_pearson']:.3f}, median {res['median_pearson']:.3f}, "
+        f"{res['genes_r_gt_0.3']} genes with r > 0.3 (of {res['n_genes']})\n"
+    )
+
+
+def _run_benchmark(args: argparse.Namespace) -> None:
+    from hist_sd import _bench
+
+    table = _bench.run_benchmark(args.out, data_dir=args.data_dir, methods=args.methods,
+                                 n_genes=args.genes, protocols=args.protocols, mob=not args.no_mob,
+                                 tumor=not args.no_tumor, epochs=args.epochs, n_jobs=args.jobs)
+    sys.stdout.write(_bench.format_table(table) + "\n")
+    if "tumor_labels" in table.attrs:
+        labels = table.attrs["tumor_labels"]
+        sys.stdout.write("\nExpression-derived tumour labels vs pathologists (AUC of tumor_score, accuracy of tumor):\n")
+        sys.stdout.write(_bench.markdown(labels[["n_spots", "auc", "accuracy"]], index=True) + "\n")
+        seg = table.attrs["tumor_segmentation"]
+        sys.stdout.write("\nTumour segmentation from H&E, leave-one-patient-out (vs expression-derived labels):\n")
+        cols = [c for c in ("method", "mean_auc", "ci95_low", "ci95_high", "mean_accuracy", "mean_dice",
+                            "per_section_auc") if c in seg]
+        sys.stdout.write(_bench.markdown(seg[cols]) + "\n")
+    sys.stdout.write(f"total {table.attrs['total_seconds']:.0f} s\n")
+
+
+#: command -> (argument checks that need no data, the job)
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None] | None, Callable[[argparse.Namespace], None]]] = {
+    "main": (_check_main, _run_main),
+    "benchmark": (None, _run_benchmark),
+}
+
+
+def _report(exc: BaseException, status: int, *, verbose: bool) -> int:
+    """Write ``exc`` as one ``hist-sd: error:`` line (after its traceback with ``-v``); return ``status``."""
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    if status == USAGE:
+        message = str(exc)
+    else:
+        message = f"{type(exc).__name__}: {exc}" + ("" if verbose else f" (run `{PROG} -v ...` for the traceback)")
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hist-sd``."""
-    args = _parser().parse_args(argv)
+    """Entry point of ``hist-sd``; returns the exit status (0 done, 1 the job failed, 2 unusable arguments)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help and --version print, then stop
+        return int(exc.code or 0)
+    except _UsageError as exc:
+        return _report(exc, USAGE, verbose=False)
+    check, run = _COMMANDS[args.command]
+    try:
+        if check is not None:
+            check(args)
+    except (ValueError, FileExistsError, FileNotFoundError) as exc:
+        return _report(exc, USAGE, verbose=args.verbose)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("hist_sd").setLevel(logging.INFO)
-    from hist_sd import _bench
-
-    if args.command == "main":
-        res = _bench.run_main(args.out, data_dir=args.data_dir, held_out=args.held_out, n_genes=args.genes,
-                              epochs=args.epochs, overwrite=args.overwrite)
-        sys.stdout.write(json.dumps(res, indent=2, default=str) + "\n")
-        sys.stdout.write(
-            f"held-out {res['held_out']}: mean PCC {res['mean_pearson']:.3f}, median {res['median_pearson']:.3f}, "
-            f"{res['genes_r_gt_0.3']} genes with r > 0.3 (of {res['n_genes']})\n"
-        )
-        return 0
-    if args.command == "benchmark":
-        table = _bench.run_benchmark(args.out, data_dir=args.data_dir, methods=args.methods,
-                                     n_genes=args.genes, protocols=args.protocols, mob=not args.no_mob,
-                                     tumor=not args.no_tumor, epochs=args.epochs, n_jobs=args.jobs)
-        sys.stdout.write(_bench.format_table(table) + "\n")
-        if "tumor_labels" in table.attrs:
-            labels = table.attrs["tumor_labels"]
-            sys.stdout.write("\nExpression-derived tumour labels vs pathologists (AUC of tumor_score, accuracy of tumor):\n")
-            sys.stdout.write(_bench.markdown(labels[["n_spots", "auc", "accuracy"]], index=True) + "\n")
-            seg = table.attrs["tumor_segmentation"]
-            sys.stdout.write("\nTumour segmentation from H&E, leave-one-patient-out (vs expression-derived labels):\n")
-            cols = [c for c in ("method", "mean_auc", "ci95_low", "ci95_high", "mean_accuracy", "mean_dice",
-                                "per_section_auc") if c in seg]
-            sys.stdout.write(_bench.markdown(seg[cols]) + "\n")
-        sys.stdout.write(f"total {table.attrs['total_seconds']:.0f} s\n")
-        return 0
-    return 2  # pragma: no cover
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the command line reports any failure as one line (-v: traceback)
+        return _report(exc, FAILED, verbose=args.verbose)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

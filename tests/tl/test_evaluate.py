@@ -23,6 +23,7 @@ def _adata(
     a = ad.AnnData(np.asarray(meas, dtype=np.float32))
     a.var_names = genes
     a.obs_names = [f"s{i}" for i in range(n)]
+    a.uns["log1p"] = {"base": None}  # the measured values stand for log-normalised expression
     if frame:
         a.obsm["hist_pred"] = pd.DataFrame(pred, index=a.obs_names, columns=genes)
     else:

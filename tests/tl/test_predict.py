@@ -48,7 +48,7 @@ def test_predict_writes_table_and_bare_image_table(b4_features, data_dir, tmp_pa
     assert pred.uns["spatialdata_attrs"]["region"] == tiles.uns["spatialdata_attrs"]["region"]
     import squidpy as sq
 
-    sq.gr.spatial_neighbors(pred)
+    sq.gr.spatial_neighbors_grid(pred, n_neighs=4)
     sq.gr.spatial_autocorr(pred, mode="moran", n_perms=None)
     assert set(pred.uns["moranI"].index) == set(GENES)
     # two tables now; the only one that is not a prediction ("tiles") is the obvious one
@@ -86,10 +86,46 @@ def test_predicted_table_works_with_squidpy_on_the_legacy_st_grid(b4, b4_feature
         hs.tl.predict(sd, model, table_added="hist_pred")
     pred = sd.tables["hist_pred"]
     assert pred.uns["log1p"] == {"base": None} and "spatial" in pred.uns
-    sq.gr.spatial_neighbors(pred, coord_type="grid", n_neighs=4)
+    sq.gr.spatial_neighbors_grid(pred, n_neighs=4)
     got = pred.obsp["spatial_connectivities"].tocoo()
     grid = assign_grid(pred, layout="st", pad_multiple=1)
     want = {tuple(p) for p in neighbours(grid.rows, grid.cols, "st", n_neighs=4).tolist()}
     edges = {(int(i), int(j)) for i, j in zip(got.row, got.col, strict=True)}
     assert len(edges & want) / len(want) > 0.97  # the spots' pixel positions wobble around the array grid
     assert np.median(np.bincount(got.row, minlength=pred.n_obs)) == 4
+
+
+def test_spatialdata_plot_draws_predictions_over_the_image(b4, b4_features):
+    """render_images().render_shapes(color=gene, table_name=<predicted table>) draws the predicted values on the
+    spots over the H&E, like the measured gene drawn from the measured table (compared by array statistics)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import spatialdata_plot  # noqa: F401
+    from spatialdata import SpatialData
+
+    sd = SpatialData(images=dict(b4.images), shapes=dict(b4.shapes), tables={"table": b4_features.copy()})
+    model = hs.tl.train(b4_features, genes=GENES, method="ridge", progress=False)
+    with pytest.warns(hs.TooFewGenesWarning):
+        hs.tl.predict(sd, model, table_added="hist_pred")
+
+    def render(table: str) -> tuple[np.ndarray, np.ndarray]:
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        try:
+            sd.pl.render_images().pl.render_shapes(color="ERBB2", table_name=table).pl.show(ax=ax, colorbar=False)
+            fig.canvas.draw()
+            (spots,) = ax.collections
+            assert len(ax.images) == 1 and len(spots.get_paths()) == sd.tables[table].n_obs
+            return np.asarray(fig.canvas.buffer_rgba()).astype(float), np.asarray(spots.get_facecolors())
+        finally:
+            plt.close(fig)
+
+    (pred, colours), (ref, _) = render("hist_pred"), render("table")
+    assert len(np.unique(colours.round(3), axis=0)) > 50  # real values, not the grey of missing ones
+    assert abs(pred.mean() - ref.mean()) < 3 and abs(pred.std() - ref.std()) < 3  # same H&E, same spots
+    nonwhite, ref_nonwhite = ((b[..., :3].min(axis=-1) < 240).mean() for b in (pred, ref))
+    assert abs(nonwhite - ref_nonwhite) < 0.01
+    # and the colours follow the values: the brightest spot is the one with the highest prediction
+    values = sd.tables["hist_pred"][:, "ERBB2"].X.ravel()
+    assert int(np.argmax(colours[:, :3].sum(axis=1))) == int(np.argmax(values))

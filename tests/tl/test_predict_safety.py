@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from spatialdata import SpatialData
 
@@ -20,7 +21,7 @@ def _sdata(table):
     from spatialdata.models import TableModel
 
     t = table.copy()
-    t.obs["region"] = "spots"
+    t.obs["region"] = pd.Categorical(["spots"] * t.n_obs)
     t.obs["spot_id"] = np.arange(t.n_obs)
     t = TableModel.parse(t, region="spots", region_key="region", instance_key="spot_id")
     return SpatialData(tables={"table": t})

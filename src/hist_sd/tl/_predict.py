@@ -55,7 +55,7 @@ def predict(
         (and ``layers["hist_pred"]``) hold the predictions with the model's genes as ``var_names``, annotating
         the same spots, ready for ``sc.pp.*``, ``sq.gr.*`` and ``dc.mt.*`` (it carries scanpy's ``uns["log1p"]``
         marker and the slide's ``uns["spatial"]``; for squidpy's neighbour graph on legacy ST or tiles use
-        ``sq.gr.spatial_neighbors(table, coord_type="grid", n_neighs=4)``). A slide without measured expression
+        ``sq.gr.spatial_neighbors_grid(table, n_neighs=4)``). A slide without measured expression
         (a tiled bare image, whose table has no genes) gets such a table by default, named ``key_added``
         (``"hist_pred"``). A predicted table with fewer genes than copy-number inference needs raises a
         :class:`~hist_sd.TooFewGenesWarning`.

@@ -138,12 +138,12 @@ def train(
         raise ValueError(f"`genes` must list the genes to predict for task={task!r}.")
     datas = as_sections(sdatas)
     tables = [resolve(d, table_key)[1] for d in datas.values()]
-    recorded = feature_record(tables, features_key)
     sections = [
         prepare_section(d, features_key=features_key, targets=tspec, genes=genes, truth_key=truth_key,
                         layout=layout, pad_multiple=pad_multiple, table_key=table_key, name=name)
         for name, d in datas.items()
     ]
+    recorded = feature_record(tables, features_key)
     from hist_sd.train import fit_sections
 
     return fit_sections(
