@@ -36,12 +36,14 @@ def section_graph(section: Section) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(pairs.T))
 
 
-def _grid(net: torch.nn.Module, section: Section, x: torch.Tensor, *, tta: bool, pad_multiple: int) -> torch.Tensor:
+def _grid(
+    net: torch.nn.Module, section: Section, x: np.ndarray, *, device: torch.device, tta: bool, pad_multiple: int
+) -> np.ndarray:
     import torch
 
     h = ceil_to(int(section.rows.max()) + 1, pad_multiple)
     w = ceil_to(int(section.cols.max()) + 1, pad_multiple)
-    grid = torch.from_numpy(section.grid(x.cpu().numpy(), (h, w))[None]).to(x.device)
+    grid = torch.from_numpy(section.grid(x, (h, w))[None]).to(device)
     syms = symmetries(square=section.square) if tta else [(False, [])]
     total = None
     for transpose, flips in syms:
@@ -51,26 +53,29 @@ def _grid(net: torch.nn.Module, section: Section, x: torch.Tensor, *, tta: bool,
         o = o.flip(flips) if flips else o
         o = o.transpose(-1, -2) if transpose else o
         total = o if total is None else total + o
-    return torch.from_numpy(section.ungrid((total / len(syms))[0].float().cpu().numpy()))
+    return section.ungrid((total / len(syms))[0].float().cpu().numpy())
 
 
-def _spot(net: torch.nn.Module, section: Section, x: torch.Tensor, **_: object) -> torch.Tensor:
+def _spot(net: torch.nn.Module, section: Section, x: np.ndarray, *, device: torch.device, **_: object) -> np.ndarray:
     import torch
 
-    return torch.cat([net(x[i : i + 4096]) for i in range(0, len(x), 4096)])
+    xt = torch.from_numpy(x).to(device)
+    return torch.cat([net(xt[i : i + 4096]) for i in range(0, len(xt), 4096)]).float().cpu().numpy()
 
 
-def _set(net: torch.nn.Module, section: Section, x: torch.Tensor, **_: object) -> torch.Tensor:
+def _set(net: torch.nn.Module, section: Section, x: np.ndarray, *, device: torch.device, **_: object) -> np.ndarray:
     import torch
 
     r = section.rows - section.rows.min()
     c = section.cols - section.cols.min()
-    pos = torch.from_numpy(np.stack([r, c], 1).astype(np.int64))[None].to(x.device)
-    return net(x[None], pos, None)[0]
+    pos = torch.from_numpy(np.stack([r, c], 1).astype(np.int64))[None].to(device)
+    return net(torch.from_numpy(x).to(device)[None], pos, None)[0].float().cpu().numpy()
 
 
-def _graph(net: torch.nn.Module, section: Section, x: torch.Tensor, **_: object) -> torch.Tensor:
-    return net(x, section_graph(section).to(x.device))
+def _graph(net: torch.nn.Module, section: Section, x: np.ndarray, *, device: torch.device, **_: object) -> np.ndarray:
+    import torch
+
+    return net(torch.from_numpy(x).to(device), section_graph(section).to(device)).float().cpu().numpy()
 
 
 #: The forward pass of each input kind (see :data:`hist_sd.model.INPUT_KINDS`).
@@ -100,8 +105,5 @@ def forward_section(
     pad_multiple
         Grid input: pad the grid to this multiple.
     """
-    import torch
-
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-    out = FORWARD[kind](net, section, xt, tta=tta, pad_multiple=pad_multiple)
-    return out.float().cpu().numpy()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return FORWARD[kind](net, section, x, device=device, tta=tta, pad_multiple=pad_multiple)
