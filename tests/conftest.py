@@ -31,6 +31,20 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+@pytest.fixture(scope="session")
+def blca(data_dir: Path):
+    """``hs.datasets.tcga("blca")`` (real HIPT features, MCAT genomics, 5 folds), loaded once; ``load_s`` is the
+    time it took. Do not modify: copy (``blca.subset(...)``) first."""
+    import time
+
+    import hist_sd as hs
+
+    t0 = time.perf_counter()
+    cohort = hs.datasets.tcga("blca", data_dir=data_dir)
+    cohort.load_s = time.perf_counter() - t0
+    return cohort
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Small models train far faster on one thread than on two oversubscribed ones."""

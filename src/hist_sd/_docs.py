@@ -24,6 +24,10 @@ PARAMS: dict[str, str] = {
         'Which table of each SpatialData: ``"table"`` by default, else the only table, else the only one that is '
         "not a prediction; ignored for AnnData."
     ),
+    "cohort": (
+        "A :class:`hist_sd.io.Cohort`: patients (survival, clinical, genomics) and their instance features, from "
+        ":func:`hist_sd.datasets.tcga` or :func:`hist_sd.io.read_cohort`."
+    ),
     "device": '``"auto"`` (CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.',
     "progress": "Show a progress bar (tqdm).",
     "seed": "Seed of every random step; the same seed gives the same result.",

@@ -3,5 +3,7 @@
 from hist_sd.datasets._genes import add_gene_positions, gene_positions
 from hist_sd.datasets._her2st import her2st
 from hist_sd.datasets._mob import mob
+from hist_sd.datasets._tcga import tcga
 
 __all__: list[str] = ["add_gene_positions", "gene_positions", "her2st", "mob"]
+__all__ += ["tcga"]
