@@ -11,12 +11,13 @@ from hist_sd._core._registry import Registry
 from hist_sd.nn._baselines import SpotGAT, SpotMLP, SpotTransformer
 from hist_sd.nn._histnet import HiSTNet
 from hist_sd.nn._linear import SpotLinear
+from hist_sd.nn._mil import ABMIL, SNN, BagTransformer, GHANet
 
 __all__ = ["MODELS", "build", "register_model"]
 
 #: Model classes by name; ``build(name, hparams)`` looks them up here.
 MODELS: Registry[type[nn.Module]] = Registry("model", "model_class")
-for _cls in (HiSTNet, SpotMLP, SpotTransformer, SpotGAT, SpotLinear):
+for _cls in (HiSTNet, SpotMLP, SpotTransformer, SpotGAT, SpotLinear, GHANet, ABMIL, BagTransformer, SNN):
     MODELS.add(_cls.__name__, _cls)
 
 
