@@ -1,4 +1,8 @@
-"""Command line: ``hist-sd main`` (train, predict a held-out section, write results) and ``hist-sd benchmark``."""
+"""Command line of hist_sd.
+
+``hist-sd main`` (train, predict a held-out section, write results), ``hist-sd benchmark`` (expression and
+tumour, her2st and mouse olfactory bulb) and ``hist-sd survival`` (whole-slide survival, TCGA or your cohort).
+"""
 
 from __future__ import annotations
 
@@ -77,7 +81,56 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-mob", action="store_true", help="skip the mouse olfactory bulb")
     b.add_argument("--no-tumor", action="store_true", help="skip tumour labels and tumour segmentation")
     b.add_argument("--jobs", type=_count, default=2, help="worker processes (one torch thread each; default 2)")
+
+    s = sub.add_parser("survival", parents=[common],
+                       help="5-fold whole-slide survival: G-HANet against MIL baselines, the linear floor and genomic references")
+    s.add_argument("--out", type=Path, default=Path("results/survival"), help="output folder (default: results/survival)")
+    s.add_argument("--data-dir", type=_folder, default=None, help="local data mirror (default: $HIST_SD_DATA_DIR)")
+    s.add_argument("--cohorts", type=_names, default=None,
+                   help="bundled TCGA cohorts, comma-separated (default: blca,brca,gbmlgg,luad,ucec)")
+    s.add_argument("--features", default=None, metavar="DIR", help="your cohort: a folder of <slide_id>.pt/.h5 features")
+    s.add_argument("--table", default=None, metavar="CSV",
+                   help="your cohort: case_id, slide_id, survival_months, censorship and genomic columns")
+    s.add_argument("--splits", default=None, metavar="DIR", help="your cohort: a folder of splits_<k>.csv (train, val)")
+    s.add_argument("--signatures", default=None, metavar="CSV",
+                   help="your cohort: gene families (columns = families, rows = genes), e.g. tcga/signatures.csv of "
+                        "the data mirror; without it the genomic columns form one family")
+    s.add_argument("--methods", type=_names, default=None,
+                   help="comma-separated survival methods (default: ghanet,abmil,meanpool,snn,coxgenomics; also "
+                        "ghanet_nocab, ghanet_nohyper, transmil)")
+    s.add_argument("--seeds", type=_count, default=1, help="training seeds per fold (default 1)")
+    s.add_argument("--epochs", type=_count, default=None, help="epochs of the gradient-trained methods (default 20)")
+    s.add_argument("--jobs", type=_count, default=2, help="worker processes (one torch thread each; default 2)")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p
+
+
+def _names(text: str) -> list[str]:
+    """A comma-separated list of names (``--cohorts``, ``--methods``)."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _check_survival(args: argparse.Namespace) -> None:
+    from hist_sd import _bench_survival
+
+    _bench_survival.check_survival_args(args.out, cohorts=args.cohorts, features=args.features, table=args.table,
+                                        splits=args.splits, methods=args.methods, overwrite=args.overwrite,
+                                        signatures=args.signatures)
+
+
+def _run_survival(args: argparse.Namespace) -> None:
+    from hist_sd import _bench_survival
+
+    summary = _bench_survival.run_survival(
+        args.out, cohorts=args.cohorts, features=args.features, table=args.table, splits=args.splits,
+        signatures=args.signatures, methods=args.methods, seeds=range(args.seeds), epochs=args.epochs, n_jobs=args.jobs, data_dir=args.data_dir,
+        overwrite=args.overwrite,
+    )
+    sys.stdout.write("C-index (Harrell), mean ± sd over folds:\n" + _bench_survival.markdown_table(summary) + "\n")
+    sys.stdout.write(f"total {summary.attrs['total_seconds']:.0f} s; scores in {args.out / 'scores.csv'}\n")
 
 
 def _check_main(args: argparse.Namespace) -> None:
@@ -122,6 +175,7 @@ def _run_benchmark(args: argparse.Namespace) -> None:
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None] | None, Callable[[argparse.Namespace], None]]] = {
     "main": (_check_main, _run_main),
     "benchmark": (None, _run_benchmark),
+    "survival": (_check_survival, _run_survival),
 }
 
 

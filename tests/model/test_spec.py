@@ -14,11 +14,25 @@ from hist_sd.model import METHODS, TASKS, MethodSpec, TaskSpec, register_method,
 
 def test_every_registered_method_is_complete():
     assert {"hist", "hist_noattn", "hist_noconvmixer", "ridge", "mlp", "transformer", "gnn"} <= set(METHODS)
+    assert {"ghanet", "ghanet_nocab", "ghanet_nohyper", "abmil", "transmil", "meanpool", "snn",
+            "coxgenomics"} <= set(METHODS)
     for spec in METHODS.values():
         assert spec.input in hs.model.INPUT_KINDS and spec.epochs >= 0
-        assert spec.supports(TASKS["expression"])
-        net = spec.network(8, 3, preset="tiny")
+        # a method predicts expression per spot or survival per patient, never both
+        assert spec.supports(TASKS["expression"]) != spec.patient_level
+        kw = {"omic_sizes": [2, 3]} if spec.genomics == "train" else {}
+        net = spec.network(8, 3, preset="tiny", **kw)
         assert type(net).__name__ in hs.nn.MODELS  # checkpoints can rebuild it
+
+
+def test_survival_methods_need_the_survival_task():
+    with pytest.raises(ValueError, match="must have tasks"):
+        register_method(MethodSpec(name="mil_x", description="x", network=lambda i, o, **k: None, input="bag",
+                                   epochs=1))
+    with pytest.raises(ValueError, match="genomics must be one of"):
+        register_method(MethodSpec(name="mil_y", description="y", network=lambda i, o, **k: None, input="bag",
+                                   epochs=1, tasks=("survival",), genomics="always"))
+    assert "mil_x" not in METHODS and "mil_y" not in METHODS
 
 
 def test_a_new_method_is_one_registration(sections, genes, tmp_path):

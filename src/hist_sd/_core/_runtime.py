@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["get_device", "progress", "set_seed"]
+__all__ = ["fast_bf16", "get_device", "progress", "set_seed"]
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
@@ -43,6 +43,21 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"`device`={device!r} was asked for but CUDA is not available; use device='auto'.")
     return dev
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively: a CUDA GPU with bf16, or a CPU with AMX tiles."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
 
 
 def set_seed(seed: int | None) -> np.random.Generator:

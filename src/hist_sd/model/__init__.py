@@ -6,6 +6,7 @@ Nothing here imports the training engine (:mod:`hist_sd.train`).
 from hist_sd.model._model import HistModel, load_model
 from hist_sd.model._section import Section, prepare_section
 from hist_sd.model._spec import INPUT_KINDS, METHODS, MethodSpec, get_method, register_method
+from hist_sd.model._survival import SurvivalModel
 from hist_sd.model._tasks import TASKS, TaskSpec, get_task, register_task
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "HistModel",
     "MethodSpec",
     "Section",
+    "SurvivalModel",
     "TaskSpec",
     "get_method",
     "get_task",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from hist_sd.model._section import Section
+    from hist_sd.model._survival import SurvivalModel
 
 logger = logging.getLogger("hist_sd")
 
@@ -337,8 +338,8 @@ def load_model(
     *,
     genes: Sequence[str] | None = None,
     feature_dim: int | None = None,
-) -> HistModel:
-    """Load a model saved with :meth:`HistModel.save`.
+) -> HistModel | SurvivalModel:
+    """Load a model saved with :meth:`HistModel.save` or :meth:`SurvivalModel.save`.
 
     The file is read with ``torch.load(weights_only=True)``: no code in it is executed.
 
@@ -353,7 +354,8 @@ def load_model(
 
     Returns
     -------
-    The model, on the CPU, in eval mode.
+    The model (a :class:`HistModel`, or a :class:`~hist_sd.model.SurvivalModel` for a survival checkpoint), on
+    the CPU, in eval mode.
     """
     import pickle
 
@@ -366,7 +368,17 @@ def load_model(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise ValueError(f"`path`: {str(path)!r} is not a loadable hist_sd checkpoint ({err}).") from err
+    from hist_sd.model._survival import SURVIVAL_FORMAT, SurvivalModel
+
     try:
+        if isinstance(state, dict) and state.get("format") == SURVIVAL_FORMAT:
+            survival = SurvivalModel.from_state(state)
+            if feature_dim is not None and survival.inputs == "features" and int(feature_dim) != survival.feature_dim:
+                raise ValueError(
+                    f"feature dimension mismatch: the model was trained on {survival.feature_dim}-d features, "
+                    f"the caller's are {int(feature_dim)}-d."
+                )
+            return survival
         model = HistModel.from_state(state)
     except ValueError as err:
         raise ValueError(f"`path`: {str(path)!r}: {err}") from err

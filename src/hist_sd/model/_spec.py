@@ -19,13 +19,23 @@ if TYPE_CHECKING:
 
     from hist_sd.model._tasks import TaskSpec
 
-__all__ = ["INPUT_KINDS", "METHODS", "MethodSpec", "get_method", "register_method"]
+__all__ = ["INPUT_KINDS", "METHODS", "PATIENT_KINDS", "SURVIVAL", "MethodSpec", "get_method", "register_method"]
 
-#: How a slide reaches a network: a ``(C, H, W)`` feature grid, independent spots, a set of spots with grid
-#: positions, or a spot graph.
-INPUT_KINDS: tuple[str, ...] = ("grid", "spot", "set", "graph")
-#: How a method is fitted: by gradient descent (the training loop) or in closed form (PCA + ridge).
-FITTERS: tuple[str, ...] = ("gradient", "ridge")
+#: The task of patient-level methods: risk of an event from whole slides (:func:`hist_sd.tl.train_survival`).
+SURVIVAL = "survival"
+
+#: How data reach a network. Slides (expression, tumour): a ``(C, H, W)`` feature grid, independent spots, a set of
+#: spots with grid positions, or a spot graph. Patients (survival): a bag of instance features (all regions of all
+#: the patient's slides), or one vector per patient (its mean instance feature, or its genomic profile).
+INPUT_KINDS: tuple[str, ...] = ("grid", "spot", "set", "graph", "bag", "patient")
+#: Input kinds of whole-slide (patient-level) methods.
+PATIENT_KINDS: tuple[str, ...] = ("bag", "patient")
+#: How a method is fitted: by gradient descent (the training loop), in closed form (PCA + ridge), or as a penalised
+#: Cox model (PCA + lifelines' CoxPHFitter).
+FITTERS: tuple[str, ...] = ("gradient", "ridge", "cox")
+#: What a method does with a patient's genomic profile: nothing, reconstruct it during training only (G-HANet), or
+#: read it as its input at test time too (the genomics-only references).
+GENOMICS_USES: tuple[str | None, ...] = (None, "train", "input")
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,10 @@ class MethodSpec:
         Default number of whitened principal components of the training features fed to the network (``None``:
         all standardised features). For ``fit="ridge"`` the components of the PCA + ridge baseline.
     fit
-        ``"gradient"`` or ``"ridge"`` (closed form).
+        ``"gradient"``, ``"ridge"`` (closed form) or ``"cox"`` (penalised Cox partial likelihood).
+    genomics
+        ``None``, ``"train"`` (genomic profiles are reconstruction targets during training only: prediction needs
+        only the slides) or ``"input"`` (the genome is the input, at test time too).
     reference
         Where the method comes from.
     """
@@ -70,7 +83,13 @@ class MethodSpec:
     corr_weight: float = 0.0
     pca: int | None = 32
     fit: str = "gradient"
+    genomics: str | None = None
     reference: str = ""
+
+    @property
+    def patient_level(self) -> bool:
+        """Whether the method predicts per patient (survival) rather than per spot."""
+        return self.input in PATIENT_KINDS
 
     def supports(self, task: TaskSpec) -> bool:
         """Whether the method can learn ``task``."""
@@ -83,8 +102,9 @@ class MethodSpec:
         if not self.supports(task):
             from hist_sd.model._tasks import TASKS
 
-            ok = [name for name, t in TASKS.items() if self.supports(t)]
-            raise ValueError(f"`method`={self.name!r} supports the tasks {ok}, not {task.name!r}.")
+            ok = list(self.tasks) if self.tasks is not None else [n for n, t in TASKS.items() if self.supports(t)]
+            hint = " (whole-slide survival: `hs.tl.train_survival`)" if self.patient_level else ""
+            raise ValueError(f"`method`={self.name!r} supports the tasks {ok}, not {task.name!r}{hint}.")
 
 
 #: Every registered method, by name.
@@ -99,6 +119,10 @@ def register_method(spec: MethodSpec, *, overwrite: bool = False) -> MethodSpec:
         raise ValueError(f"MethodSpec.input must be one of {INPUT_KINDS}, got {spec.input!r}.")
     if spec.fit not in FITTERS:
         raise ValueError(f"MethodSpec.fit must be one of {FITTERS}, got {spec.fit!r}.")
+    if spec.genomics not in GENOMICS_USES:
+        raise ValueError(f"MethodSpec.genomics must be one of {GENOMICS_USES}, got {spec.genomics!r}.")
+    if spec.patient_level and spec.tasks != (SURVIVAL,):
+        raise ValueError(f"A method with input={spec.input!r} must have tasks=({SURVIVAL!r},), got {spec.tasks!r}.")
     return METHODS.add(spec.name, spec, overwrite=overwrite)
 
 
@@ -117,11 +141,11 @@ def _histnet(**fixed: Any) -> Callable[..., nn.Module]:
     return build
 
 
-def _plain(cls_name: str) -> Callable[..., nn.Module]:
+def _plain(cls_name: str, **fixed: Any) -> Callable[..., nn.Module]:
     def build(in_channels: int, out_channels: int, *, preset: str = "compact", **kw: Any) -> nn.Module:
         from hist_sd import nn as hnn
 
-        return getattr(hnn, cls_name)(in_channels, out_channels, **kw)
+        return getattr(hnn, cls_name)(in_channels, out_channels, **{**fixed, **kw})
 
     return build
 
@@ -156,4 +180,44 @@ register_method(MethodSpec(
 register_method(MethodSpec(
     name="gnn", description="graph attention over the spot-neighbour graph (Hist2ST / THItoGene style)",
     network=_plain("SpotGAT"), input="graph", epochs=300, reference="Zeng et al., Brief. Bioinform. 2022 (Hist2ST)",
+))
+
+
+# ---------------------------------------------------------------------------------------------- whole-slide survival
+_GHANET = "Wang et al., IEEE TMI 2025 (G-HANet)"
+#: Shared defaults of the gradient-trained survival methods: the G-HANet protocol (20 epochs, fixed in advance).
+_SURV = {"tasks": (SURVIVAL,), "epochs": 20, "pca": None}
+register_method(MethodSpec(
+    name="ghanet", description="G-HANet: genomics-guided hyper-attention MIL (genomics in training only)",
+    network=_plain("GHANet"), input="bag", genomics="train", reference=_GHANET, **_SURV,
+))
+register_method(MethodSpec(
+    name="ghanet_nocab", description="G-HANet without the cross-modal associating branch (ablation)",
+    network=_plain("GHANet", cab=False), input="bag", reference=_GHANET, **_SURV,
+))
+register_method(MethodSpec(
+    name="ghanet_nohyper", description="G-HANet without genomic hyperedges: every token pools with gated attention",
+    network=_plain("GHANet", hyperedges=False), input="bag", genomics="train", reference=_GHANET, **_SURV,
+))
+register_method(MethodSpec(
+    name="abmil", description="gated-attention multiple-instance learning",
+    network=_plain("ABMIL"), input="bag", reference="Ilse et al., ICML 2018 (ABMIL)", **_SURV,
+))
+register_method(MethodSpec(
+    name="transmil", description="transformer MIL with a class token (TransMIL style, exact attention, no PPEG)",
+    network=_plain("BagTransformer"), input="bag", reference="Shao et al., NeurIPS 2021 (TransMIL)", **_SURV,
+))
+register_method(MethodSpec(
+    name="meanpool", description="patient-mean instance feature -> PCA-8 -> penalised Cox (the linear floor)",
+    network=_plain("SpotLinear"), input="patient", tasks=(SURVIVAL,), epochs=0, pca=8, fit="cox",
+    reference="linear floor",
+))
+register_method(MethodSpec(
+    name="snn", description="self-normalising network on the genomic profile (sees the genome at test time)",
+    network=_plain("SNN"), input="patient", genomics="input", reference="Klambauer et al., NeurIPS 2017 (SNN)", **_SURV,
+))
+register_method(MethodSpec(
+    name="coxgenomics", description="genomic profile -> PCA-8 -> penalised Cox (sees the genome at test time)",
+    network=_plain("SpotLinear"), input="patient", tasks=(SURVIVAL,), epochs=0, pca=8, fit="cox",
+    genomics="input", reference="Cox, J. R. Stat. Soc. B 1972",
 ))

@@ -11,7 +11,9 @@ import numpy as np
 if TYPE_CHECKING:
     from hist_sd.model import HistModel, Section, TaskSpec
 
-__all__ = ["DEFAULT_RIDGE_ALPHAS", "fit_ridge", "pca_projection", "standardise", "standardised"]
+__all__ = [
+    "DEFAULT_RIDGE_ALPHAS", "fit_ridge", "mean_std", "pca_projection", "standardise", "standardised", "whitened_pca",
+]
 
 #: Ridge penalties searched by generalised cross-validation (on the training spots only).
 DEFAULT_RIDGE_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 6, 37))
@@ -28,14 +30,10 @@ def standardise(
 
     Targets are standardised only when the task asks for it (else mean 0 and standard deviation 1).
     """
-    x = _in_tissue(sections, "features")
-    fm, fs = x.mean(0), x.std(0)
-    fs[fs < 1e-6] = 1.0
+    fm, fs = mean_std(_in_tissue(sections, "features"))
     n_out = sections[0].targets.shape[1]
     if task.regression:
-        y = _in_tissue(sections, "targets")
-        tm, ts = y.mean(0), y.std(0)
-        ts[ts < 1e-3] = 1.0
+        tm, ts = mean_std(_in_tissue(sections, "targets"), floor=1e-3)
     else:
         tm, ts = np.zeros(n_out), np.ones(n_out)
     return fm.astype(np.float32), fs.astype(np.float32), tm.astype(np.float32), ts.astype(np.float32)
@@ -46,9 +44,22 @@ def standardised(s: Section, fm: np.ndarray, fs: np.ndarray, tm: np.ndarray, ts:
     return replace(s, features=((s.features - fm) / fs).astype(np.float32), targets=((s.targets - tm) / ts).astype(np.float32))
 
 
+def mean_std(x: np.ndarray, *, floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of ``x`` (float32); deviations below ``floor`` become 1."""
+    x = np.asarray(x, np.float64)
+    m, sd = x.mean(0), x.std(0)
+    sd[sd < floor] = 1.0
+    return m.astype(np.float32), sd.astype(np.float32)
+
+
 def pca_projection(sections: Sequence[Section], k: int) -> np.ndarray:
     """Whitened PCA projection ``(d, k)`` of the (standardised) in-tissue training features."""
-    x = _in_tissue(sections, "features")
+    return whitened_pca(_in_tissue(sections, "features"), k)
+
+
+def whitened_pca(x: np.ndarray, k: int) -> np.ndarray:
+    """Whitened PCA projection ``(d, k)`` of the rows of ``x`` (at most ``min(n, d)`` components)."""
+    x = np.asarray(x, np.float64)
     x = x - x.mean(0)
     _, sv, vt = np.linalg.svd(x, full_matrices=False)
     k = min(k, len(sv))
