@@ -45,6 +45,45 @@ def blca(data_dir: Path):
     return cohort
 
 
+#: µm per pixel of the real whole-slide image of the data mirror (wsi/CMU-1-Small-Region.svs).
+SVS_MPP = 0.499
+
+
+@pytest.fixture(scope="session")
+def svs(data_dir: Path) -> Path:
+    """The real Aperio SVS of the data mirror (2220 x 2967 px, 0.499 µm/px, one level)."""
+    return data_dir / "wsi" / "CMU-1-Small-Region.svs"
+
+
+@pytest.fixture(scope="session")
+def svs_rgb(svs: Path) -> np.ndarray:
+    """The real slide's pixels ``(y, x, 3)``, decoded once with tiffslide itself (the reference)."""
+    import tiffslide
+
+    with tiffslide.TiffSlide(svs) as ts:
+        return np.asarray(ts.read_region((0, 0), 0, ts.dimensions, as_array=True))
+
+
+@pytest.fixture(scope="session")
+def pyramid_tiff(svs_rgb: np.ndarray, tmp_path_factory) -> Path:
+    """The real slide's pixels as a 3-level JPEG-tiled pyramidal TIFF (downsamples 1, 4, 16) with 0.499 µm/px tags."""
+    import tifffile
+
+    from hist_sd._core._image import block_mean
+
+    path = tmp_path_factory.mktemp("wsi") / "pyramid.tif"
+    levels = [svs_rgb]
+    for k in (4, 4):
+        levels.append(np.moveaxis(block_mean(np.moveaxis(levels[-1], -1, 0), k, dtype=np.uint8), 0, -1))
+    opts = {"tile": (256, 256), "photometric": "rgb", "compression": "jpeg", "resolutionunit": "CENTIMETER"}
+    with tifffile.TiffWriter(path) as tw:
+        for i, lev in enumerate(levels):
+            res = 1e4 / SVS_MPP * lev.shape[1] / svs_rgb.shape[1]
+            extra = {"subifds": len(levels) - 1} if i == 0 else {"subfiletype": 1}
+            tw.write(lev, resolution=(res, res), **opts, **extra)
+    return path
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Small models train far faster on one thread than on two oversubscribed ones."""

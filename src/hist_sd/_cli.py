@@ -102,6 +102,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=_count, default=None, help="epochs of the gradient-trained methods (default 20)")
     s.add_argument("--jobs", type=_count, default=2, help="worker processes (one torch thread each; default 2)")
     s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+    pr = sub.add_parser("predict", parents=[common],
+                        help="predict many slides with a saved model, one dask task per slide (resumable)")
+    pr.add_argument("slides", nargs="+", metavar="SLIDE",
+                    help="slide files: .svs, .tif/.tiff (pyramidal, OME-TIFF), .ndpi, .mrxs, .scn, .bif, or .jpg/.png")
+    pr.add_argument("--model", required=True, metavar="M", help="a saved model (`hs.tl.train(...).save(path)`)")
+    pr.add_argument("--out", type=Path, required=True, metavar="DIR",
+                    help="results folder: <slide>.zarr per slide and slides.csv; slides already there are skipped")
+    pr.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                    help="address of a running dask scheduler (default: a local cluster of --workers processes)")
+    pr.add_argument("--workers", type=_count, default=2, help="worker processes of the local cluster (default 2)")
+    pr.add_argument("--mpp", type=float, default=None,
+                    help="µm per pixel: required for JPEG/PNG; replaces the scale in whole-slide files' metadata")
+    pr.add_argument("--overwrite", action="store_true", help="redo slides whose results exist")
     return p
 
 
@@ -171,11 +185,33 @@ def _run_benchmark(args: argparse.Namespace) -> None:
     sys.stdout.write(f"total {table.attrs['total_seconds']:.0f} s\n")
 
 
+def _check_predict(args: argparse.Namespace) -> None:
+    from hist_sd.tl._slides import check_slides_args
+
+    check_slides_args(args.slides, args.model, out=args.out, mpp=args.mpp, n_workers=args.workers)
+
+
+def _run_predict(args: argparse.Namespace) -> None:
+    from hist_sd._bench import markdown
+    from hist_sd.tl._slides import SUMMARY_FILE, predict_slides
+
+    table = predict_slides(args.slides, args.model, out=args.out, mpp=args.mpp, client=args.scheduler,
+                           n_workers=args.workers, overwrite=args.overwrite)
+    shown = table[["slide", "status", "n_tiles", "seconds", "error"]].astype(object)
+    sys.stdout.write(markdown(shown.where(shown.notna(), "")) + "\n")
+    sys.stdout.write(f"total {table.attrs['total_seconds']:.0f} s; results in {args.out}\n")
+    failed = table.loc[table["status"] == "failed", "slide"].tolist()
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(table)} slides failed ({', '.join(failed[:5])}"
+                           f"{', ...' if len(failed) > 5 else ''}); the errors are in {args.out / SUMMARY_FILE}")
+
+
 #: command -> (argument checks that need no data, the job)
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None] | None, Callable[[argparse.Namespace], None]]] = {
     "main": (_check_main, _run_main),
     "benchmark": (None, _run_benchmark),
     "survival": (_check_survival, _run_survival),
+    "predict": (_check_predict, _run_predict),
 }
 
 

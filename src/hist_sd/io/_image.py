@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +39,7 @@ def read_image(
     mpp: float,
     name: str | None = None,
     scale_factors: Sequence[int] | None = DEFAULT_SCALE_FACTORS,
+    max_pixels: int | None = 200_000_000,
 ) -> SpatialData:
     """Read an H&E image (no spots, no expression) into a SpatialData.
 
@@ -56,6 +59,12 @@ def read_image(
         extension, ``"image"`` for an array).
     scale_factors
         Image pyramid downscale factors (``None``: full resolution only).
+    max_pixels
+        Largest image (width x height) to decode: 200 Mpx by default (an H&E JPEG of a legacy-ST or Visium
+        section is 10-100 Mpx; 200 Mpx decode to 600 MB), larger files are refused with an error instead of
+        filling the memory. Pass the size of a larger image you trust to read it (it is decoded whole, in
+        memory), or ``None`` for PIL's own decompression-bomb guard (a warning above about 89 Mpx, an error above
+        twice that). Whole-slide images (SVS, pyramidal TIFF) are read lazily with :func:`hist_sd.io.read_wsi`.
 
     Returns
     -------
@@ -68,12 +77,64 @@ def read_image(
         name = Path(path).name.split(".")[0] if isinstance(path, str | os.PathLike) else "image"
     if not name:
         raise ValueError("`name` must be a non-empty string.")
+    if isinstance(path, str | os.PathLike):
+        path = _read_rgb_file(Path(path), max_pixels=max_pixels)
     img = load_rgb(path, what="path")
     key = f"{name}_full_image"
     element = image_model(img, coordinate_system=C.COORDINATE_SYSTEM_DEFAULT, scale_factors=scale_factors)
     sdata = SpatialData(images={key: element}, attrs={C.UNS_KEY: {IMAGE_MPP: {key: mpp}}})
     logger.info("%s: %d x %d px image at %.4g µm per pixel.", key, img.shape[1], img.shape[0], mpp)
     return sdata
+
+
+_pil_lock = threading.Lock()
+
+
+def _read_rgb_file(path: Path, *, max_pixels: int | None) -> np.ndarray:
+    """Pixels of an RGB(A) image file under PIL's decompression-bomb guard (or ``max_pixels``); clear errors."""
+    from PIL import Image
+
+    if not path.is_file():
+        raise FileNotFoundError(f"`path`: no image file at {str(path)!r}.")
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int | np.integer)
+                                   or max_pixels < 1):
+        raise ValueError(f"`max_pixels` must be a positive integer (width x height), got {max_pixels!r}.")
+    hint = ("pass `max_pixels=` (width x height) to read an image this large that you trust, or read a whole-slide "
+            "image lazily with `hs.io.read_wsi`.")
+    try:
+        if max_pixels is None:  # PIL's own guard, as configured
+            return _decode(path)
+        with _pil_lock, warnings.catch_warnings():
+            # PIL's guard is a module global: raised to `max_pixels` for this read only, then restored
+            old = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = int(max_pixels)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                return _decode(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
+        raise ValueError(f"`path`: {str(path)!r} is larger than allowed ({err}; limit {limit} px); {hint}") from err
+
+
+def _decode(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA"):
+                raise ValueError(
+                    f"`path` must be an RGB H&E image with 3 channels; {path.name!r} has mode {im.mode!r}."
+                )
+            return np.asarray(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise
+    except OSError as err:  # PIL: not an image (UnidentifiedImageError) or truncated / corrupt data
+        raise ValueError(
+            f"`path`: {str(path)!r} ({path.stat().st_size} bytes) could not be read as an image ({err}). "
+            "Expected a complete JPEG, PNG or TIFF file; is it truncated (an interrupted download or copy)?"
+        ) from err
 
 
 def image_mpp(sdata: SpatialData, image_key: str | None = None) -> float:

@@ -15,7 +15,7 @@ from hist_sd import _constants as C
 from hist_sd._core._data import is_spatialdata
 from hist_sd._core._image import block_mean, image_levels, resolve_image_key, stored_source
 from hist_sd._core._params import log_written, store_params
-from hist_sd._core._tissue import tissue_mask
+from hist_sd._core._tissue import polygons_to_mask, tissue_mask
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -76,22 +76,28 @@ def tile(
     mpp: float | None = None,
     key_added: str = "tiles",
     overwrite: bool = False,
+    tissue_key: str | None = None,
 ) -> None:
     """Cover the tissue of an H&E image with square tiles that act as spots.
 
-    The tissue is found on a downsampled copy of the image (Otsu on saturation and grey level, see
-    :func:`tissue_mask`); a regular grid of square tiles is laid over its bounding box, and the tiles whose
-    tissue fraction reaches ``min_tissue`` are kept. The tiles become a shapes element and a table with no
-    genes, ready for :func:`hist_sd.pp.features` (one patch per tile) and :func:`hist_sd.pp.grid`.
+    The tissue is the polygons stored by :func:`hist_sd.pp.detect_tissue` when there are some (rasterised at the
+    working resolution), else it is found on a downsampled copy of the image, read from a stored pyramid level
+    (Otsu on saturation and grey level, see :func:`tissue_mask`). A regular grid of square tiles is laid over
+    its bounding box, and the tiles whose tissue fraction reaches ``min_tissue`` are kept. The tiles become a
+    shapes element and a table with no genes, ready for :func:`hist_sd.pp.features` (one patch per tile) and
+    :func:`hist_sd.pp.grid`. On a whole slide (:func:`hist_sd.io.read_wsi`) with a pyramid, no full-resolution
+    pixel is read: the mask and the table's preview image come from coarse levels.
 
     Parameters
     ----------
     sdata
         SpatialData with the H&E image (e.g. from :func:`hist_sd.io.read_image`).
     tile_um
-        Side of a tile in µm, which is also the tiles' spacing. To apply a trained model, tile at the spacing of
-        its training spots (``model.spacing_um``: 200 µm for legacy ST, 100 µm for Visium) and encode patches of
-        its training size (``hs.pp.features(..., patch_um=model.patch_um)``); spatial models warn otherwise.
+        Side of a tile in µm, which is also the tiles' spacing. A tile wider and taller than the tissue's
+        bounding box is refused (one tile over the whole section is no spatial map). To apply a trained model,
+        tile at the spacing of its training spots (``model.spacing_um``: 200 µm for legacy ST, 100 µm for
+        Visium) and encode patches of its training size (``hs.pp.features(..., patch_um=model.patch_um)``);
+        spatial models warn otherwise.
     shape
         ``(rows, cols)``: instead of ``tile_um``, divide the tissue bounding box into this many square tiles
         (side = the larger of box height / rows and box width / cols; HiST's TCGA slides use ``(80, 64)``).
@@ -105,6 +111,10 @@ def tile(
         Name of the new shapes element and table.
     overwrite
         Replace an existing element or table called ``key_added``.
+    tissue_key
+        Shapes element with the tissue polygons (full-resolution pixels). By default the one
+        :func:`hist_sd.pp.detect_tissue` stored for this image (``"tissue"``), if any; otherwise the mask is
+        computed here and not stored.
 
     Returns
     -------
@@ -131,7 +141,11 @@ def tile(
     )
 
     element = sdata.images[key]
-    mask, fy, fx, h0, w0 = _find_tissue(element, key, mpp=mpp, tile_um=tile_um, shape=shape)
+    from hist_sd.pp._tissue import stored_tissue
+
+    tissue_key = stored_tissue(sdata, key, tissue_key)
+    tissue = sdata.shapes[tissue_key].geometry if tissue_key is not None else None
+    mask, fy, fx, h0, w0 = _find_tissue(element, key, mpp=mpp, tile_um=tile_um, shape=shape, tissue=tissue)
     n_rows, n_cols, side, y0, x0 = _grid_layout(mask, fy, fx, h0, w0, tile_um=tile_um, shape=shape, mpp=mpp)
     side_um = side * mpp
     ii, jj, frac, xy = _tiles_on_tissue(
@@ -165,7 +179,7 @@ def tile(
         table,
         key_added,
         {"tile_um": float(tile_um), "shape": list(shape) if shape else None, "min_tissue": float(min_tissue),
-         "image_key": key, "mpp": mpp},
+         "image_key": key, "mpp": mpp, "tissue_key": tissue_key},
         grid_shape=[n_rows, n_cols],
         tile_um=float(side_um),
         tissue_area_fraction=float(mask.mean()),
@@ -216,12 +230,21 @@ def _check_tile_args(
 
 
 def _find_tissue(
-    element: Any, key: str, *, mpp: float, tile_um: float, shape: tuple[int, int] | None
+    element: Any, key: str, *, mpp: float, tile_um: float, shape: tuple[int, int] | None, tissue: Any = None
 ) -> tuple[np.ndarray, float, float, int, int]:
-    """Tissue mask of a downsampled image, full-res px per mask px along y and x, full height and width."""
+    """Tissue mask of a downsampled image, full-res px per mask px along y and x, full height and width.
+
+    With ``tissue`` (polygons in full-resolution pixels) the mask is those polygons rasterised; no pixel is read.
+    """
     full = image_levels(element)[0][1]
     h0, w0 = int(full.shape[-2]), int(full.shape[-1])
     work_mpp = max(mpp, tile_um / 16.0 if shape is None else 4.0, max(h0, w0) * mpp / _MAX_WORK_SIDE)
+    if tissue is not None:
+        f = work_mpp / mpp
+        mask = polygons_to_mask(tissue, (math.ceil(h0 / f), math.ceil(w0 / f)), f, f)
+        if not mask.any():
+            raise ValueError(f"The stored tissue polygons of {key!r} cover no part of the image.")
+        return mask, f, f, h0, w0
     rgb, fy, fx = downsample(element, work_mpp / mpp)
     mask = tissue_mask(rgb, work_mpp=mpp * (fy + fx) / 2.0)
     if not mask.any():
@@ -246,6 +269,11 @@ def _grid_layout(
     bx0, bx1 = cols_any[0] * fx, (cols_any[-1] + 1) * fx
     if shape is None:
         side = tile_um / mpp
+        if side > max(by1 - by0, bx1 - bx0):
+            raise ValueError(
+                f"`tile_um`={tile_um:g} µm is larger than the tissue ({(by1 - by0) * mpp:.0f} x {(bx1 - bx0) * mpp:.0f} "
+                "µm): one tile would cover the whole section. Pass a smaller `tile_um`, or `shape=(rows, cols)`."
+            )
         n_rows, n_cols = math.ceil((by1 - by0) / side), math.ceil((bx1 - bx0) / side)
     else:
         n_rows, n_cols = int(shape[0]), int(shape[1])

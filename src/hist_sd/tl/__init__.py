@@ -5,6 +5,7 @@ from hist_sd.tl._cv import CVResult, cross_validate
 from hist_sd.tl._evaluate import evaluate, summarize_scores
 from hist_sd.tl._predict import predict
 from hist_sd.tl._segmentation import evaluate_segmentation
+from hist_sd.tl._slides import predict_slides
 from hist_sd.tl._survival import SurvivalCV, cross_validate_survival, predict_survival, train_survival
 from hist_sd.tl._train import train
 from hist_sd.tl._tumor import tumor_labels
@@ -14,3 +15,4 @@ __all__: list[str] = ["evaluate", "summarize_scores"]
 __all__ += ["CVResult", "HistModel", "cross_validate", "load_model", "predict", "train"]
 __all__ += ["evaluate_segmentation", "tumor_labels"]
 __all__ += ["SURVIVAL_DEFAULTS", "SurvivalCV", "cross_validate_survival", "predict_survival", "train_survival"]
+__all__ += ["predict_slides"]

@@ -1,0 +1,109 @@
+"""hs.pp.tile on whole slides: over the stored tissue, at a physical size or HiST's fixed grid, without reading
+full-resolution pixels; then hs.pp.features on a few tiles of the real SVS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import shapely
+from spatialdata import SpatialData
+
+import hist_sd as hs
+from hist_sd.io._wsi import SlideLevel
+
+MPP = 0.499
+
+
+@pytest.fixture
+def level_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The level of every read of a slide level."""
+    reads: list[int] = []
+    orig = SlideLevel.__getitem__
+
+    def getitem(self, key):
+        reads.append(self.level)
+        return orig(self, key)
+
+    monkeypatch.setattr(SlideLevel, "__getitem__", getitem)
+    return reads
+
+
+@pytest.fixture(scope="module")
+def tiled(svs: Path) -> SpatialData:
+    sdata = hs.io.read_wsi(svs)
+    hs.pp.detect_tissue(sdata)
+    hs.pp.tile(sdata, tile_um=100.0)
+    return sdata
+
+
+def test_tiles_over_the_stored_tissue(tiled: SpatialData) -> None:
+    t = tiled.tables["tiles"]
+    assert t.uns["tiles"]["params"]["tissue_key"] == "tissue"
+    assert t.uns["hist_sd"]["tile_px"] == pytest.approx(100.0 / MPP)
+    assert 30 < t.n_obs < 120  # about 0.62 mm² of tissue in (0.1 mm)² tiles
+    tissue = shapely.union_all(tiled.shapes["tissue"].geometry)
+    squares = tiled.shapes["tiles_shapes"].geometry
+    frac = np.array([sq.intersection(tissue).area / sq.area for sq in squares])
+    assert frac.min() >= 0.4 and np.median(frac) > 0.9  # min_tissue=0.5 on the rasterised polygons
+    np.testing.assert_allclose(t.obs["tissue_fraction"], frac, atol=0.1)
+    # every tile of the grid box with most of its area on tissue is kept
+    assert t.n_obs >= (frac >= 0.5).sum()
+    # the image's preview for scanpy/squidpy plots is in the table
+    lib = t.uns["spatial"]["CMU-1-Small-Region"]
+    assert lib["images"]["hires"].shape[2] == 3
+
+
+def test_features_on_a_few_wsi_tiles(tiled: SpatialData) -> None:
+    t = tiled.tables["tiles"]
+    key = t.uns["hist_sd"]["image_key"]
+    few = SpatialData(images={key: tiled.images[key]}, shapes={"tiles_shapes": tiled.shapes["tiles_shapes"]},
+                      tables={"tiles": t[:6].copy()}, attrs=dict(tiled.attrs))
+    hs.pp.features(few, table_key="tiles", batch_size=3, progress=False)
+    x = few.tables["tiles"].obsm["X_hist"]
+    assert x.shape == (6, 1280) and np.isfinite(x).all() and np.linalg.matrix_rank(x) == 6
+
+
+def test_tile_never_reads_level_0_of_a_pyramid(pyramid_tiff: Path, level_reads: list[int]) -> None:
+    sdata = hs.io.read_wsi(pyramid_tiff, name="pyr")
+    hs.pp.detect_tissue(sdata)
+    level_reads.clear()
+    hs.pp.tile(sdata, tile_um=100.0)
+    assert 0 not in level_reads  # the mask comes from the polygons, the table's preview from a coarse level
+    with_shapes = sdata.tables["tiles"]
+    # without stored tissue the mask is computed from a coarse level, never level 0 either
+    bare = SpatialData(images=dict(sdata.images), attrs={"hist_sd": {"image_mpp": dict(
+        sdata.attrs["hist_sd"]["image_mpp"])}})
+    level_reads.clear()
+    hs.pp.tile(bare, tile_um=100.0)
+    assert level_reads and 0 not in level_reads
+    assert "tissue_key" not in bare.tables["tiles"].uns["tiles"]["params"]
+    # both masks give nearly the same tiles
+    a, b = (set(tab.obs_names) for tab in (with_shapes, bare.tables["tiles"]))
+    assert len(a & b) / len(a | b) > 0.8
+    level_reads.clear()
+    hs.pp.tile(sdata, shape=(80, 64), key_added="fixed")
+    assert 0 not in level_reads
+
+
+def test_fixed_grid_on_the_real_slide(tiled: SpatialData) -> None:
+    """HiST's grid: the tissue bounding box cut into 80 x 64 square cells, the cells on tissue kept."""
+    hs.pp.tile(tiled, shape=(80, 64), key_added="hist")
+    t = tiled.tables["hist"]
+    assert t.obs["array_row"].max() <= 79 and t.obs["array_col"].max() <= 63
+    side = t.uns["hist_sd"]["tile_px"]
+    x0, y0, x1, y1 = tiled.shapes["tissue"].total_bounds
+    assert side == pytest.approx(max((y1 - y0) / 80, (x1 - x0) / 64), rel=0.05)
+    assert (t.obs["tissue_fraction"] >= 0.5).all() and t.n_obs > 1000
+    del tiled.tables["hist"], tiled.shapes["hist_shapes"]
+
+
+def test_tile_larger_than_the_tissue_is_refused(tiled: SpatialData) -> None:
+    with pytest.raises(ValueError, match=r"`tile_um`=2000 µm is larger than the tissue \(\d+ x \d+ µm\)"):
+        hs.pp.tile(tiled, tile_um=2000.0, key_added="big")
+    assert "big" not in tiled.tables
+    hs.pp.tile(tiled, tile_um=500.0, key_added="coarse")  # smaller than the tissue's extent: tiles
+    assert tiled.tables["coarse"].n_obs >= 2
+    with pytest.raises(KeyError, match="`tissue_key`='nope'"):
+        hs.pp.tile(tiled, tissue_key="nope", key_added="x")
