@@ -10,6 +10,7 @@ wsidata pull in a second whole-slide data model on top of SpatialData.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -68,6 +69,16 @@ def open_slide(path: str | os.PathLike[str]) -> TiffSlide:
     for old in evicted:  # a read still using one reopens the file (SlideLevel.__getitem__)
         old.close()
     return slide
+
+
+@atexit.register
+def _close_all() -> None:
+    """Close the cached slides when the interpreter exits (no unclosed-file warnings)."""
+    with _open_lock:
+        slides = list(_open_slides.values())
+        _open_slides.clear()
+    for slide in slides:
+        slide.close()
 
 
 def _is_open(slide: TiffSlide) -> bool:
