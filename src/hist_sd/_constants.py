@@ -6,6 +6,8 @@ from typing import Final
 
 #: Key of hist_sd's per-table metadata in ``table.uns`` (scale, element names).
 UNS_KEY: Final = "hist_sd"
+#: ``sdata.attrs["hist_sd"][WSI_KEY][image_key]``: the slide file behind a lazily read whole-slide image.
+WSI_KEY: Final = "wsi"
 
 # Keys inside ``table.uns["hist_sd"]``.
 MPP: Final = "mpp"  #: µm per pixel of the image element at scale 0

@@ -107,3 +107,17 @@ def test_tile_larger_than_the_tissue_is_refused(tiled: SpatialData) -> None:
     assert tiled.tables["coarse"].n_obs >= 2
     with pytest.raises(KeyError, match="`tissue_key`='nope'"):
         hs.pp.tile(tiled, tissue_key="nope", key_added="x")
+
+
+def test_features_read_the_coarsest_level_that_keeps_the_patch_resolution(pyramid_tiff: Path,
+                                                                           level_reads: list[int]) -> None:
+    """500 µm patches (1,002 px at level 0) come from level 1 (250 px >= 224), never level 0 or 2 (63 px)."""
+    sdata = hs.io.read_wsi(pyramid_tiff, name="pyr")
+    hs.pp.tile(sdata, tile_um=500.0)
+    t = sdata.tables["tiles"]
+    few = SpatialData(images=dict(sdata.images), tables={"tiles": t[:3].copy()}, attrs=dict(sdata.attrs))
+    level_reads.clear()
+    hs.pp.features(few, table_key="tiles", patch_um=500.0, batch_size=3, progress=False)
+    assert set(level_reads) == {1}
+    x = few.tables["tiles"].obsm["X_hist"]
+    assert x.shape == (3, 1280) and np.isfinite(x).all()

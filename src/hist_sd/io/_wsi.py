@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("hist_sd")
 
 #: Key of ``sdata.attrs["hist_sd"]`` describing the slides read by :func:`read_wsi` (by image element name).
-WSI_KEY = "wsi"
+WSI_KEY = C.WSI_KEY
 #: Target side (px) of a dask chunk of a slide level, rounded to whole tiles of the file.
 CHUNK_PX = 2048
 #: Resolution metadata coarser than this (µm per pixel) is a print or screen resolution (72 dpi = 353 µm), not a

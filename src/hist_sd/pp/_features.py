@@ -140,7 +140,8 @@ def features(
 
     enc = get_encoder(encoder, weights=weights, device=device, **dict(encoder_kwargs or {}))
     dev = enc.device
-    reader = PatchReader(image, xy, patch_px, enc.input_size)
+    image, xy, read_px = _closest_level(sdata, table, image_key, xy, patch_px, enc.input_size)
+    reader = PatchReader(image, xy, read_px, enc.input_size)
 
     normalizer, ref_index = _stain_normalizer(reader, stain_norm, stain_reference)
 
@@ -233,6 +234,37 @@ def _patch_size(patch_um: float | None, meta: Mapping[str, Any], mpp: float) -> 
     if patch_px < 1:
         raise ValueError(f"`patch_um`={patch_um} µm is less than one pixel ({mpp:.3g} µm per pixel).")
     return patch_um, patch_px
+
+
+def _closest_level(
+    sdata: SpatialData, table: AnnData, image_key: str | None, xy: np.ndarray, patch_px: int, input_size: int
+) -> tuple[Any, np.ndarray, int]:
+    """The image level to cut patches from, the centres in its pixels and the patch side in its pixels.
+
+    For a whole slide (:func:`hist_sd.io.read_wsi`): the coarsest pyramid level stored in the slide file that
+    still holds at least ``input_size`` pixels per patch side, so a 40x slide's 100 µm patches (400 px) are read
+    from its 2x-downsampled level (200 px -> 224), decoding a quarter of the pixels. Other images, and slides
+    without such a level (e.g. 145 px spot patches upsampled to 224), use the full-resolution image.
+    """
+    from hist_sd._core._image import image_levels, resolve_image_key, stored_source
+
+    if image_key is None:
+        image_key = table.uns.get(C.UNS_KEY, {}).get(C.IMAGE_KEY) or None
+    key = resolve_image_key(sdata, image_key)
+    levels = image_levels(sdata.images[key])
+    if key not in sdata.attrs.get(C.UNS_KEY, {}).get(C.WSI_KEY, {}):
+        return levels[0][1], xy, patch_px
+    full_w = int(levels[0][1].shape[-1])
+    best = 0
+    for i in range(1, len(levels)):
+        factor = full_w / int(levels[i][1].shape[-1])
+        if patch_px / factor >= input_size and stored_source(levels, i) == i:
+            best = i
+    if best == 0:
+        return levels[0][1], xy, patch_px
+    factor = full_w / int(levels[best][1].shape[-1])
+    logger.info("features: patches read from pyramid level %s (downsample %.3g)", levels[best][0], factor)
+    return levels[best][1], xy / factor, max(int(round(patch_px / factor)), 1)
 
 
 def _image_and_centres(
