@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hist_sd._core._grid import SQUARE_LAYOUTS
+from hist_sd.model._checkpoint import check_finite, rebuild_net
 from hist_sd.model._forward import forward_section
 from hist_sd.model._section import slide_normalise
 from hist_sd.model._spec import MethodSpec, get_method
@@ -39,18 +40,6 @@ _REQUIRED = (
     "model_class", "hparams", "state_dict", "method", "task", "genes", "features_key", "encoder", "feature_dim",
     "feature_mean", "feature_std", "target_mean", "target_std",
 )  # fmt: skip
-
-
-def _check_finite(state: dict[str, Any]) -> None:
-    """Refuse NaN or infinite weights and standardisation statistics (they would predict NaN everywhere)."""
-    import torch
-
-    tensors = {f"state_dict[{k!r}]": v for k, v in state["state_dict"].items()}
-    tensors.update({k: state[k] for k in ("feature_mean", "feature_std", "target_mean", "target_std", "projection")
-                    if state.get(k) is not None})
-    bad = [k for k, v in tensors.items() if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise ValueError(f"The checkpoint has NaN or infinite values in {', '.join(bad[:5])}; it cannot predict.")
 
 
 @dataclass
@@ -285,8 +274,6 @@ class HistModel:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> HistModel:
         """Rebuild a model from :meth:`state`."""
-        from hist_sd import nn
-
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise ValueError(
                 "This file is not a hist_sd model checkpoint (no 'format': 'hist_sd.model' entry). "
@@ -303,13 +290,8 @@ class HistModel:
                 f"The checkpoint lacks {', '.join(map(repr, missing))}: it is incomplete or was not written by "
                 "`HistModel.save`."
             )
-        _check_finite(state)
-        net = nn.build(state["model_class"], state["hparams"])
-        try:
-            net.load_state_dict(state["state_dict"], strict=True)
-        except RuntimeError as err:
-            raise ValueError(f"Checkpoint weights do not fit a {state['model_class']} with its stored settings: {err}") from err
-        net.eval()
+        check_finite(state, ("feature_mean", "feature_std", "target_mean", "target_std", "projection"))
+        net = rebuild_net(state)
         return cls(
             net=net,
             method=state["method"],

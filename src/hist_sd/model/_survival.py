@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from hist_sd.model._spec import MethodSpec, get_method
 
@@ -183,6 +184,18 @@ class SurvivalModel:
         """Risk per patient (higher = earlier event); keyword arguments as :meth:`predict_output`."""
         return risk_from_output(self.predict_output(bags, **kwargs), self.loss)
 
+    def genomic_input(self, genomics: pd.DataFrame | None) -> np.ndarray | None:
+        """The genomic columns this model reads, ``(n, g)`` float32, from a patients x columns frame.
+
+        ``None`` for models that read only the slides (or when no frame is given).
+        """
+        if self.inputs != "genomics" or genomics is None:
+            return None
+        missing = [c for c in self.genomic_columns if c not in genomics.columns]
+        if missing:
+            raise KeyError(f"The model reads genomic columns the cohort lacks, e.g. {missing[:3]}.")
+        return genomics[self.genomic_columns].to_numpy(np.float32)
+
     def patient_input(self, x: np.ndarray) -> np.ndarray:
         """Standardise (and project) patient vectors with the training statistics, ``(n, d)`` float32."""
         z = (x - self.feature_mean) / self.feature_std
@@ -231,24 +244,15 @@ class SurvivalModel:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SurvivalModel:
         """Rebuild a model from :meth:`state`."""
-        import torch
-
-        from hist_sd import nn
+        from hist_sd.model._checkpoint import check_finite, rebuild_net
 
         if int(state.get("format_version", 0)) > FORMAT_VERSION:
             raise ValueError(f"Survival checkpoint format {state['format_version']} is newer than this hist_sd; upgrade.")
         missing = [k for k in _REQUIRED if k not in state]
         if missing:
             raise ValueError(f"The checkpoint lacks {', '.join(map(repr, missing))}: it was not written by `SurvivalModel.save`.")
-        bad = [k for k, v in state["state_dict"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad:
-            raise ValueError(f"The checkpoint has NaN or infinite weights in {', '.join(bad[:5])}; it cannot predict.")
-        net = nn.build(state["model_class"], state["hparams"])
-        try:
-            net.load_state_dict(state["state_dict"], strict=True)
-        except RuntimeError as err:
-            raise ValueError(f"Checkpoint weights do not fit a {state['model_class']} with its stored settings: {err}") from err
-        net.eval()
+        check_finite(state, _ARRAYS)
+        net = rebuild_net(state)
         arrays = {k: None if state.get(k) is None else state[k].numpy() for k in _ARRAYS}
         return cls(
             net=net, method=state["method"], loss=state["loss"], feature_dim=int(state["feature_dim"]),

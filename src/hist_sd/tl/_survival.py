@@ -15,7 +15,7 @@ from hist_sd._core._params import check_key_free, log_written, store_params
 from hist_sd._core._runtime import progress as progress_bar
 from hist_sd._docs import doc_params
 from hist_sd.model._survival import SurvivalModel
-from hist_sd.train._survival import SURVIVAL_DEFAULTS, fit_survival
+from hist_sd.train._survival import fit_survival, survival_settings
 
 if TYPE_CHECKING:
     import torch
@@ -179,13 +179,8 @@ def predict_survival(
     for k in (key_added, group_key):
         check_key_free(obs, k, "obs", overwrite=overwrite, protected=("survival_months", "event", "censorship"))
     check_key_free(cohort.patients.uns, key_added, "uns", overwrite=overwrite, protected=("hist_sd",))
-    genomics = None
-    if model.inputs == "genomics":
-        missing = [c for c in model.genomic_columns if c not in cohort.patients.var_names]
-        if missing:
-            raise KeyError(f"The model reads genomic columns the cohort lacks, e.g. {missing[:3]}.")
-        genomics = _inputs(cohort, cases)["genomics"][model.genomic_columns].to_numpy(np.float32)
-    risk = model.predict_risk(cohort.bags(cases), genomics=genomics, device=get_device(device))
+    d = _inputs(cohort, cases)
+    risk = model.predict_risk(d["bags"], genomics=model.genomic_input(d["genomics"]), device=get_device(device))
     if copy:
         cohort = cohort.subset(list(cohort.patients.obs_names))
     obs = cohort.patients.obs
@@ -247,8 +242,7 @@ def _fold_job(job: dict[str, Any]) -> dict[str, Any]:
                          genomics=train["genomics"], families=train["families"], epochs=job["epochs"],
                          seed=job["seed"], device=job["device"], model_kwargs=job["model_kwargs"],
                          **job["settings"])
-    genomics = test["genomics"][model.genomic_columns].to_numpy(np.float32) if model.inputs == "genomics" else None
-    risk = model.predict_risk(test["bags"], genomics=genomics)
+    risk = model.predict_risk(test["bags"], genomics=model.genomic_input(test["genomics"]))
     row = {"method": job["method"], "seed": job["seed"], "fold": job["fold"],
            **_score(test, train, risk, model.threshold), "train_seconds": model.params["train_seconds"]}
     return {"row": row, "risk": risk, "threshold": model.threshold}
@@ -339,9 +333,7 @@ def cross_validate_survival(
     for k in (key_added, f"{key_added}_group"):
         check_key_free(p.obsm, k, "obsm", overwrite=overwrite)
     check_key_free(p.uns, key_added, "uns", overwrite=overwrite, protected=("hist_sd",))
-    unknown = set(settings) - set(SURVIVAL_DEFAULTS)
-    if unknown:
-        raise TypeError(f"Unknown training settings {sorted(unknown)}; known: {sorted(SURVIVAL_DEFAULTS)}.")
+    survival_settings(settings)  # fail before any fold is prepared
     t0 = time.perf_counter()
     jobs = _jobs(cohort, methods, folds, seeds, epochs=epochs, device=device, settings=dict(settings),
                  model_kwargs=dict(model_kwargs or {}), threads=1 if n_jobs > 1 else None)

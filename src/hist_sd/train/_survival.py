@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hist_sd")
 
-__all__ = ["SURVIVAL_DEFAULTS", "fit_survival", "select_family_genes"]
+__all__ = ["SURVIVAL_DEFAULTS", "fit_survival", "select_family_genes", "survival_settings"]
 
 #: Training settings shared by every gradient-trained survival method (the G-HANet protocol): Adam, learning rate,
 #: weight decay, patients per step (the reference accumulates 32 single-patient gradients), weight of the genomic
@@ -74,6 +74,14 @@ def select_family_genes(
     return out
 
 
+def survival_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """:data:`SURVIVAL_DEFAULTS` updated with ``settings``; a clear error for a setting that does not exist."""
+    unknown = set(settings) - set(SURVIVAL_DEFAULTS)
+    if unknown:
+        raise TypeError(f"Unknown training settings {sorted(unknown)}; known: {sorted(SURVIVAL_DEFAULTS)}.")
+    return {**SURVIVAL_DEFAULTS, **settings}
+
+
 def _check_method(method: str) -> MethodSpec:
     spec = get_method(method)
     if not spec.patient_level:
@@ -106,10 +114,7 @@ def fit_survival(
     ``threshold`` = the median risk of the training patients.
     """
     spec = _check_method(method)
-    unknown = set(settings) - set(SURVIVAL_DEFAULTS)
-    if unknown:
-        raise TypeError(f"Unknown training settings {sorted(unknown)}; known: {sorted(SURVIVAL_DEFAULTS)}.")
-    opts = {**SURVIVAL_DEFAULTS, **settings}
+    opts = survival_settings(settings)
     time, event = check_survival(time, event, n=len(bags))
     rng = set_seed(seed)
     t0 = _time.perf_counter()
@@ -125,18 +130,12 @@ def fit_survival(
         dev = get_device(device)
         _fit_gradient(model, bags, time, event, genomics, cuts, epochs=epochs, opts=opts, rng=rng, device=dev,
                       show_progress=show_progress)
-    train_risk = model.predict_risk(bags, genomics=_genomic_input(model, genomics))
+    train_risk = model.predict_risk(bags, genomics=model.genomic_input(genomics))
     model.threshold = float(np.median(train_risk))
     model.params["train_seconds"] = _time.perf_counter() - t0
     logger.info("trained %s (survival) on %d patients (%d events) in %.1f s", method, len(bags), int(event.sum()),
                 model.params["train_seconds"])
     return model
-
-
-def _genomic_input(model: SurvivalModel, genomics: pd.DataFrame | None) -> np.ndarray | None:
-    if model.inputs != "genomics" or genomics is None:
-        return None
-    return genomics[model.genomic_columns].to_numpy(np.float32)
 
 
 def _init_model(
@@ -188,7 +187,7 @@ def _fit_cox(
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceWarning
 
-    raw = genomics[model.genomic_columns].to_numpy(np.float32) if model.inputs == "genomics" else patient_means(bags)
+    raw = model.genomic_input(genomics) if model.inputs == "genomics" else patient_means(bags)
     z = model.patient_input(raw)
     df = pd.DataFrame(z, columns=[f"x{i}" for i in range(z.shape[1])])
     df["time"], df["event"] = time, event.astype(int)
@@ -229,7 +228,7 @@ def _fit_gradient(
     targets = _family_targets(model, genomics, device)
     x_patient = None
     if model.inputs == "genomics":
-        x_patient = torch.from_numpy(model.patient_input(genomics[model.genomic_columns].to_numpy(np.float32))).to(device)
+        x_patient = torch.from_numpy(model.patient_input(model.genomic_input(genomics))).to(device)
     bs, w = int(opts["batch_size"]), float(opts["recon_weight"])
     bar = progress(range(epochs), enabled=show_progress, desc=f"training {model.method}", leave=False)
     for _ in bar:
