@@ -30,7 +30,18 @@ PARAMS: dict[str, str] = {
     ),
     "device": '``"auto"`` (CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.',
     "progress": "Show a progress bar (tqdm).",
+    "lazy": (
+        "Read an RGB JPEG file lazily (with pyvips): every pyramid level is a dask array decoded from the file on "
+        "demand, by region, so reading costs only the small preview and :func:`hist_sd.pp.features` decodes only "
+        "the rows its patches need (pixels identical to a whole decode). Other files, arrays and ``lazy=False`` "
+        "are decoded whole, in memory."
+    ),
     "seed": "Seed of every random step; the same seed gives the same result.",
+    "key": (
+        "Predicted expression to analyse: an ``obsm`` key written by :func:`hist_sd.tl.predict` (gene names in "
+        '``uns[key]["genes"]``). ``None`` runs the same analysis on the measured expression of the table (raw '
+        "counts log-normalised like the models' targets), so predicted and measured results sit side by side."
+    ),
 }
 
 _PLACEHOLDER = re.compile(r"^(?P<indent>[ \t]*)%\((?P<name>\w+)\)s[ \t]*$", re.MULTILINE)

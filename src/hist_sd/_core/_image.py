@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -14,7 +14,32 @@ if TYPE_CHECKING:
     from anndata import AnnData
     from spatialdata import SpatialData
 
-__all__ = ["block_mean", "get_image", "image_levels", "level_names", "resolve_image_key", "stored_source"]
+__all__ = [
+    "block_mean",
+    "get_image",
+    "image_levels",
+    "level_names",
+    "region_reader",
+    "register_region_reader",
+    "resolve_image_key",
+    "stored_source",
+]
+
+#: Lazy image arrays backed by a file that decodes regions directly: dask array name -> ``read(y0, y1, x0, x1)``
+#: returning ``(y, x, c)`` uint8 pixels (see :mod:`hist_sd.io._lazy_image`).
+_REGION_READERS: dict[str, Callable[[int, int, int, int], np.ndarray]] = {}
+
+
+def register_region_reader(name: str, read: Callable[[int, int, int, int], np.ndarray]) -> None:
+    """Record that the dask array called ``name`` is backed by ``read(y0, y1, x0, x1) -> (y, x, c)`` pixels."""
+    _REGION_READERS[name] = read
+
+
+def region_reader(data: Any) -> Callable[[int, int, int, int], np.ndarray] | None:
+    """The direct region reader behind a lazy image array (xarray or dask), or ``None`` for any other array."""
+    data = getattr(data, "data", data)
+    name = getattr(data, "name", None)
+    return _REGION_READERS.get(name) if isinstance(name, str) else None
 
 
 def resolve_image_key(sdata: SpatialData, image_key: str | None = None) -> str:

@@ -7,6 +7,7 @@ resizing and stain normalisation overlap with the encoder's forward pass.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from hist_sd._core._image import region_reader
 from hist_sd._core._tissue import tissue_fraction
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ FILL = 255
 MIN_TISSUE_FRACTION = 0.05
 
 STAIN_METHODS = ("macenko", "reinhard")
+#: Bytes of image a patch reader keeps decoded at once from a region-decoding file (a lazily read JPEG).
+WINDOW_BYTES = 256 * 2**20
 
 
 def patch_windows(xy: np.ndarray, patch_px: int) -> np.ndarray:
@@ -59,8 +63,10 @@ class PatchReader:
         Side of the returned patches (resized with bilinear/area-aware PIL resampling when it differs).
     """
 
-    def __init__(self, image: Any, xy: np.ndarray, patch_px: int, out_size: int) -> None:
-        data = getattr(image, "data", image)  # xarray -> numpy/dask
+    def __init__(
+        self, image: Any, xy: np.ndarray, patch_px: int, out_size: int, *, window_bytes: int = WINDOW_BYTES
+    ) -> None:
+        data = image.data if hasattr(image, "dims") else image  # xarray -> numpy/dask
         if data.ndim != 3 or data.shape[0] != 3:
             raise ValueError(f"The image must be (3, height, width) RGB; got shape {tuple(data.shape)}.")
         self.data = data
@@ -68,6 +74,38 @@ class PatchReader:
         self.patch_px = int(patch_px)
         self.out_size = int(out_size)
         self.corners = patch_windows(xy, self.patch_px)
+        self._region = region_reader(data)  # a file that decodes regions directly (a lazily read JPEG)
+        self._window_bytes = int(window_bytes)
+        self._window: tuple[int, int, int, int, np.ndarray] | None = None
+        self._lock = threading.Lock()
+        self.pixels_read = 0  # pixels decoded or copied from the image, and in how many reads (tests count them)
+        self.reads = 0
+
+    def _pixels(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` as ``(y, x, 3)`` uint8.
+
+        From a region-decoding file, a window of full-width bands is decoded once (all patches' x extent, rows
+        from ``y0`` down to about ``window_bytes``) and batches read in raster order are cut from it, so the
+        sequential JPEG decoder passes over each row about once.
+        """
+        if self._region is None:
+            self.pixels_read += (y1 - y0) * (x1 - x0)
+            self.reads += 1
+            return np.moveaxis(np.asarray(self.data[:, y0:y1, x0:x1]), 0, -1)
+        with self._lock:
+            w = self._window
+            if w is None or not (w[0] <= y0 and y1 <= w[1] and w[2] <= x0 and x1 <= w[3]):
+                wx0 = max(min(int(self.corners[:, 0].min()), x0), 0)
+                wx1 = min(max(int(self.corners[:, 0].max()) + self.patch_px, x1), self.width)
+                last = min(max(int(self.corners[:, 1].max()) + self.patch_px, y1), self.height)
+                # start a little above: batches in raster order reach up to about a patch above the last one
+                wy0 = max(0, min(y0, max(y0 - 2 * self.patch_px, int(self.corners[:, 1].min()))))
+                rows = max(y1 - wy0, self._window_bytes // (3 * max(wx1 - wx0, 1)))
+                wy1 = min(last, wy0 + rows)
+                self._window = w = (wy0, wy1, wx0, wx1, self._region(wy0, wy1, wx0, wx1))
+                self.pixels_read += (wy1 - wy0) * (wx1 - wx0)
+                self.reads += 1
+            return w[4][y0 - w[0] : y1 - w[0], x0 - w[2] : x1 - w[2]]
 
     def read(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
         """Patches of the spots ``idx`` as ``(len(idx), out_size, out_size, 3)`` uint8."""
@@ -81,7 +119,7 @@ class PatchReader:
         y0 = max(int(c[:, 1].min()), 0)
         x1 = min(int(c[:, 0].max()) + p, self.width)
         y1 = min(int(c[:, 1].max()) + p, self.height)
-        region = np.moveaxis(np.asarray(self.data[:, y0:y1, x0:x1]), 0, -1)  # (y, x, 3), one read per batch
+        region = self._pixels(y0, y1, x0, x1)  # (y, x, 3), one read per batch
         if region.dtype != np.uint8:
             region = np.clip(region, 0, 255).astype(np.uint8)
         patch = np.empty((p, p, 3), dtype=np.uint8)

@@ -16,6 +16,7 @@ from scipy import sparse
 
 from hist_sd import _constants as C
 from hist_sd._core._image import block_mean, image_levels, stored_source
+from hist_sd.io._lazy_image import JPEGSource, open_lazy_jpeg
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -34,13 +35,19 @@ IMAGE_MPP = "image_mpp"
 PREVIEW_MAX_SIDE = 2000
 
 
-def load_rgb(image: ImageLike, *, what: str = "image") -> np.ndarray:
-    """Read an H&E image into a ``(y, x, 3)`` uint8 array.
+def load_rgb(image: ImageLike, *, what: str = "image", lazy: bool = False) -> np.ndarray | JPEGSource:
+    """Read an H&E image into a ``(y, x, 3)`` uint8 array (or open a JPEG lazily).
 
     A path (JPEG, PNG, TIFF) or an array ``(y, x, 3)`` / ``(3, y, x)`` is accepted. A fully opaque alpha
     channel is dropped; any other channel count is an error. Arrays of other dtypes are converted by their
-    range (see :func:`to_uint8`).
+    range (see :func:`to_uint8`). With ``lazy=True``, an RGB JPEG file is opened as a
+    :class:`~hist_sd.io._lazy_image.JPEGSource` (nothing decoded; errors for missing, truncated or non-RGB files
+    still raised here) when pyvips is installed; other files are decoded as usual.
     """
+    if lazy and not isinstance(image, np.ndarray):
+        source = open_lazy_jpeg(Path(image), what=what)
+        if source is not None:
+            return source
     if isinstance(image, np.ndarray):
         arr = image
         if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
@@ -141,7 +148,7 @@ def to_csr(x: Any) -> sparse.csr_matrix:
 
 def build_sdata(
     *,
-    image: np.ndarray | None,
+    image: np.ndarray | JPEGSource | None,
     xy: np.ndarray,
     adata: AnnData,
     name: str,
@@ -164,7 +171,7 @@ def build_sdata(
     Parameters
     ----------
     image
-        ``(y, x, 3)`` uint8 image (``None`` for a table without an image).
+        ``(y, x, 3)`` uint8 image, or a lazily read JPEG (``None`` for a table without an image).
     xy
         Spot centres in pixels of ``image``, ``(n, 2)`` as ``(x, y)``.
     adata
@@ -260,14 +267,15 @@ def build_sdata(
 
 
 def image_model(
-    image: np.ndarray,
+    image: np.ndarray | JPEGSource,
     *,
     coordinate_system: str = C.COORDINATE_SYSTEM_DEFAULT,
     scale_factors: Sequence[int] | None = DEFAULT_SCALE_FACTORS,
 ) -> Any:
     """A ``(y, x, 3)`` uint8 array as a spatialdata image element ``(c, y, x)`` (multiscale with ``scale_factors``).
 
-    The pyramid is computed once, eagerly, by block means rounded to uint8 (:func:`hist_sd._core._image.block_mean`), so reading a coarse level
+    A :class:`~hist_sd.io._lazy_image.JPEGSource` gives lazy levels decoded from the file on demand instead.
+    For an array, the pyramid is computed once, eagerly, by block means rounded to uint8 (:func:`hist_sd._core._image.block_mean`), so reading a coarse level
     costs no more than its size; spatialdata's default builds the levels lazily in float64 and recomputes them
     from full resolution on every read. Pyramid levels that would be smaller than 64 px are dropped.
     """
@@ -275,13 +283,8 @@ def image_model(
     from spatialdata.models import Image2DModel
     from spatialdata.transformations import Identity, set_transformation
 
-    chw = np.ascontiguousarray(np.moveaxis(image, -1, 0))
-    levels = [chw]
-    for f in scale_factors or ():
-        prev = levels[-1]
-        if min(prev.shape[1] // f, prev.shape[2] // f) < 64:
-            break
-        levels.append(block_mean(prev, f, dtype=np.uint8))
+    levels = _lazy_levels(image, scale_factors) if isinstance(image, JPEGSource) else _eager_levels(image, scale_factors)
+    chw_shape = tuple(int(v) for v in levels[0].shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = [
@@ -292,13 +295,37 @@ def image_model(
         if len(parsed) == 1:
             return parsed[0]
         tree = xr.DataTree.from_dict(
-            {f"scale{i}": xr.Dataset({"image": _full_res_coords(da, chw.shape)}) for i, da in enumerate(parsed)}
+            {f"scale{i}": xr.Dataset({"image": _full_res_coords(da, chw_shape)}) for i, da in enumerate(parsed)}
         )
         # level k: Scale(full shape / level shape) then the coordinate system's transform, as spatialdata's own
         # multiscale parse and a zarr round trip give (queries and plots read the levels through it)
         set_transformation(tree, {coordinate_system: Identity()}, set_all=True)
         Image2DModel().validate(tree)
     return tree
+
+
+def _eager_levels(image: np.ndarray, scale_factors: Sequence[int] | None) -> list[np.ndarray]:
+    """Pyramid levels ``(c, y, x)`` of an in-memory image: block means rounded to uint8."""
+    levels = [np.ascontiguousarray(np.moveaxis(image, -1, 0))]
+    for f in scale_factors or ():
+        prev = levels[-1]
+        if min(prev.shape[1] // f, prev.shape[2] // f) < 64:
+            break
+        levels.append(block_mean(prev, f, dtype=np.uint8))
+    return levels
+
+
+def _lazy_levels(source: JPEGSource, scale_factors: Sequence[int] | None) -> list[Any]:
+    """Pyramid levels ``(c, y, x)`` of a JPEG file as dask arrays, each decoded from the file on demand."""
+    levels = [source.to_dask(1)]
+    factor = 1
+    for f in scale_factors or ():
+        factor *= int(f)
+        h, w = source.level_shape(factor)
+        if min(h, w) < 64:
+            break
+        levels.append(source.to_dask(factor))
+    return levels
 
 
 def _full_res_coords(level: Any, full_shape: tuple[int, ...]) -> Any:

@@ -15,7 +15,9 @@ import numpy as np
 from hist_sd import _constants as C
 from hist_sd._core._data import is_spatialdata
 from hist_sd._core._image import resolve_image_key
+from hist_sd._docs import doc_params
 from hist_sd.io._build import DEFAULT_SCALE_FACTORS, IMAGE_MPP, ImageLike, image_model, load_rgb
+from hist_sd.io._lazy_image import open_lazy_jpeg
 
 if TYPE_CHECKING:
     from spatialdata import SpatialData
@@ -33,6 +35,7 @@ def _check_mpp(mpp: float) -> float:
     return value
 
 
+@doc_params
 def read_image(
     path: ImageLike,
     *,
@@ -40,6 +43,7 @@ def read_image(
     name: str | None = None,
     scale_factors: Sequence[int] | None = DEFAULT_SCALE_FACTORS,
     max_pixels: int | None = 200_000_000,
+    lazy: bool = True,
 ) -> SpatialData:
     """Read an H&E image (no spots, no expression) into a SpatialData.
 
@@ -65,6 +69,8 @@ def read_image(
         filling the memory. Pass the size of a larger image you trust to read it (it is decoded whole, in
         memory), or ``None`` for PIL's own decompression-bomb guard (a warning above about 89 Mpx, an error above
         twice that). Whole-slide images (SVS, pyramidal TIFF) are read lazily with :func:`hist_sd.io.read_wsi`.
+        Does not apply to a JPEG read lazily, which is never decoded whole.
+    %(lazy)s
 
     Returns
     -------
@@ -77,9 +83,11 @@ def read_image(
         name = Path(path).name.split(".")[0] if isinstance(path, str | os.PathLike) else "image"
     if not name:
         raise ValueError("`name` must be a non-empty string.")
-    if isinstance(path, str | os.PathLike):
-        path = _read_rgb_file(Path(path), max_pixels=max_pixels)
-    img = load_rgb(path, what="path")
+    img = open_lazy_jpeg(Path(path), what="path") if lazy and isinstance(path, str | os.PathLike) else None
+    if img is None:
+        if isinstance(path, str | os.PathLike):
+            path = _read_rgb_file(Path(path), max_pixels=max_pixels)
+        img = load_rgb(path, what="path")
     key = f"{name}_full_image"
     element = image_model(img, coordinate_system=C.COORDINATE_SYSTEM_DEFAULT, scale_factors=scale_factors)
     sdata = SpatialData(images={key: element}, attrs={C.UNS_KEY: {IMAGE_MPP: {key: mpp}}})

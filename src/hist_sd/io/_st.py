@@ -13,6 +13,7 @@ import pandas as pd
 from anndata import AnnData
 
 from hist_sd import _constants as C
+from hist_sd._docs import doc_params
 from hist_sd.io._build import DEFAULT_SCALE_FACTORS, ImageLike, build_sdata, estimate_mpp, load_rgb, to_csr
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def _label(src: PathLike | pd.DataFrame, what: str) -> str:
 
 def _check_counts(df: pd.DataFrame, label: str) -> None:
     """Refuse non-numeric, NaN / infinite and negative counts, naming the first offending spot and gene."""
-    bad_cols = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]
+    bad_cols = [str(c) for c, t in df.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
     if bad_cols:
         raise ValueError(f"{label}: non-numeric gene columns {bad_cols[:5]}; expected counts (spots x genes).")
     values = df.to_numpy(dtype=np.float64)
@@ -109,6 +110,7 @@ def _spot_ids(spots: pd.DataFrame, count_ids: pd.Index) -> pd.Series:
     return pd.Series(ids, index=spots.index, dtype=object)
 
 
+@doc_params
 def read_st(
     counts: PathLike | pd.DataFrame,
     spots: PathLike | pd.DataFrame,
@@ -122,6 +124,7 @@ def read_st(
     spot_spacing_um: float = C.ST_SPOT_SPACING_UM,
     only_selected: bool = True,
     scale_factors: Sequence[int] | None = DEFAULT_SCALE_FACTORS,
+    lazy: bool = True,
 ) -> SpatialData:
     """Read a legacy Spatial Transcriptomics section into a SpatialData.
 
@@ -150,6 +153,7 @@ def read_st(
         Drop spots whose ``selected`` flag is 0 when the spot file has one.
     scale_factors
         Image pyramid downscale factors.
+    %(lazy)s
 
     Returns
     -------
@@ -191,7 +195,7 @@ def read_st(
         array_xy = sp[["x", "y"]].to_numpy(float)
     pixel_xy = sp[["pixel_x", "pixel_y"]].to_numpy(float) * scale
 
-    img = load_rgb(image) if image is not None else None
+    img = load_rgb(image, lazy=lazy) if image is not None else None
     if mpp is None:
         mpp = estimate_mpp(array_xy, pixel_xy, spot_spacing_um)
         logger.info("%s: %.4f µm per pixel estimated from the spot grid.", section, mpp)
