@@ -95,6 +95,20 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Caches written by the package (e.g. ONNX exports of encoders) go to a temporary folder, not ~/.cache."""
+    import os
+
+    old = os.environ.get("HIST_SD_CACHE_DIR")
+    os.environ["HIST_SD_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("HIST_SD_CACHE_DIR", None)
+    else:
+        os.environ["HIST_SD_CACHE_DIR"] = old
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never download: any attempt to open a URL fails."""

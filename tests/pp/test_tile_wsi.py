@@ -121,3 +121,25 @@ def test_features_read_the_coarsest_level_that_keeps_the_patch_resolution(pyrami
     assert set(level_reads) == {1}
     x = few.tables["tiles"].obsm["X_hist"]
     assert x.shape == (3, 1280) and np.isfinite(x).all()
+
+
+def test_slide_tiles_read_without_the_gaps_between_them(svs: Path) -> None:
+    """Spaced tiles of a lazy slide are read in runs of neighbours, never as one bounding box per batch."""
+    from hist_sd._core._image import image_levels
+    from hist_sd.encoders._patches import PatchReader, raster_order
+
+    sdata = hs.io.read_wsi(svs)
+    hs.pp.detect_tissue(sdata)
+    hs.pp.tile(sdata, tile_um=200.0)  # 200 µm apart, 100 µm patches: three quarters of the box is gap
+    t = sdata.tables["tiles"]
+    level = image_levels(sdata.images[t.uns["hist_sd"]["image_key"]])[0][1]
+    xy = t.obsm["spatial"]
+    p = round(100.0 / MPP)
+    reader = PatchReader(level, xy, p, 224)
+    eager = PatchReader(np.asarray(level.data), xy, p, 224)
+    order = raster_order(xy, p)
+    for start in range(0, len(order), 16):
+        idx = order[start : start + 16]
+        np.testing.assert_array_equal(reader.read(idx), eager.read(idx))
+    assert reader.pixels_read <= 1.5 * len(xy) * p * p
+    assert eager.reads == -(-len(order) // 16)  # in memory: one view per batch

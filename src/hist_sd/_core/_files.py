@@ -14,13 +14,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "clean_stale", "remove", "sha256", "sha256_cached"]
+from hist_sd import _constants as C
+
+__all__ = ["atomic_path", "cache_root", "clean_stale", "remove", "sha256", "sha256_cached"]
 
 logger = logging.getLogger("hist_sd")
 
 _CHUNK = 1 << 20
 #: Hex digits of the tag that names the temporaries of :func:`atomic_path`.
 _TAG_LEN = 8
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """hist_sd's cache: ``cache_dir``, else ``$HIST_SD_CACHE_DIR``, else ``~/.cache/hist_sd``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get(C.CACHE_DIR_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "hist_sd"
 
 
 @contextmanager

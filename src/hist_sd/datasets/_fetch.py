@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hist_sd import _constants as C
 from hist_sd._core._data import data_dir as _env_data_dir
-from hist_sd._core._files import sha256
+from hist_sd._core._files import cache_root, sha256
 
 logger = logging.getLogger("hist_sd")
 
@@ -146,14 +146,6 @@ class Source:
 
 HER2ST = Source("her2st", HER2ST_URL, HER2ST_SHA256)
 GENE_POSITIONS = Source("gene_positions", "", XCLONE_SHA256, XCLONE_URLS)
-
-
-def cache_root(cache_dir: PathLike | None = None) -> Path:
-    """The download cache: ``cache_dir``, else ``$HIST_SD_CACHE_DIR``, else ``~/.cache/hist_sd``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get(C.CACHE_DIR_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "hist_sd"
 
 
 def mirror_root(name: str, data_dir: PathLike | None = None) -> Path | None:

@@ -115,26 +115,50 @@ class PatchReader:
         if len(idx) == 0:
             return out
         c = self.corners[idx]
-        x0 = max(int(c[:, 0].min()), 0)
-        y0 = max(int(c[:, 1].min()), 0)
-        x1 = min(int(c[:, 0].max()) + p, self.width)
-        y1 = min(int(c[:, 1].max()) + p, self.height)
-        region = self._pixels(y0, y1, x0, x1)  # (y, x, 3), one read per batch
-        if region.dtype != np.uint8:
-            region = np.clip(region, 0, 255).astype(np.uint8)
         patch = np.empty((p, p, 3), dtype=np.uint8)
-        for k, (cx, cy) in enumerate(c):
-            ax0, ay0 = max(cx, 0), max(cy, 0)
-            ax1, ay1 = min(cx + p, self.width), min(cy + p, self.height)
-            if ax0 == cx and ay0 == cy and ax1 == cx + p and ay1 == cy + p:
-                crop = region[cy - y0 : cy - y0 + p, cx - x0 : cx - x0 + p]
-            else:  # over the border: pad with white
-                patch.fill(FILL)
-                if ax1 > ax0 and ay1 > ay0:
-                    patch[ay0 - cy : ay1 - cy, ax0 - cx : ax1 - cx] = region[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
-                crop = patch
-            out[k] = resize(crop, s)
+        for group in self._groups(c):
+            x0 = max(int(c[group, 0].min()), 0)
+            y0 = max(int(c[group, 1].min()), 0)
+            x1 = min(int(c[group, 0].max()) + p, self.width)
+            y1 = min(int(c[group, 1].max()) + p, self.height)
+            region = self._pixels(y0, y1, x0, x1)  # (y, x, 3)
+            if region.dtype != np.uint8:
+                region = np.clip(region, 0, 255).astype(np.uint8)
+            for k in group:
+                cx, cy = int(c[k, 0]), int(c[k, 1])
+                ax0, ay0 = max(cx, 0), max(cy, 0)
+                ax1, ay1 = min(cx + p, self.width), min(cy + p, self.height)
+                if ax0 == cx and ay0 == cy and ax1 == cx + p and ay1 == cy + p:
+                    crop = region[cy - y0 : cy - y0 + p, cx - x0 : cx - x0 + p]
+                else:  # over the border: pad with white
+                    patch.fill(FILL)
+                    if ax1 > ax0 and ay1 > ay0:
+                        patch[ay0 - cy : ay1 - cy, ax0 - cx : ax1 - cx] = region[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
+                    crop = patch
+                out[k] = resize(crop, s)
         return out
+
+    def _groups(self, c: np.ndarray) -> list[list[int]]:
+        """Which patches of a batch are read together (indices into ``c``).
+
+        All at once from memory or a region-decoding file; from a lazy store (a whole slide's tiles, a zarr
+        image), runs of neighbouring patches whose bounding box holds at most 1.5x their pixels, so gaps between
+        tiles and the rows of a batch's other bands are never read.
+        """
+        if isinstance(self.data, np.ndarray) or self._region is not None:
+            return [list(range(len(c)))]
+        p = self.patch_px
+        groups: list[list[int]] = [[0]]
+        lo, hi = c[0].copy(), c[0] + p
+        for k in range(1, len(c)):
+            nlo, nhi = np.minimum(lo, c[k]), np.maximum(hi, c[k] + p)
+            if float(np.prod(nhi - nlo)) <= 1.5 * (len(groups[-1]) + 1) * p * p:
+                groups[-1].append(k)
+                lo, hi = nlo, nhi
+            else:
+                groups.append([k])
+                lo, hi = c[k].copy(), c[k] + p
+        return groups
 
 
 def resize(patch: np.ndarray, size: int) -> np.ndarray:

@@ -15,6 +15,7 @@ from hist_sd._core._image import get_image
 from hist_sd._core._params import INPUT_KEYS, check_key_free, log_written, store_params
 from hist_sd._core._runtime import progress as progress_bar
 from hist_sd._docs import doc_params
+from hist_sd.encoders._onnx import BACKENDS
 from hist_sd.encoders._patches import (
     STAIN_METHODS,
     PatchReader,
@@ -52,6 +53,7 @@ def features(
     num_workers: int = 1,
     num_threads: int | None = None,
     precision: str = "float32",
+    backend: str = "auto",
     key_added: str = C.FEATURES,
     table_key: str | None = None,
     image_key: str | None = None,
@@ -98,9 +100,14 @@ def features(
         in parallel, each by one single-threaded forward pass (faster for small CNNs than torch's intra-op
         threads, and bitwise reproducible); torch's thread setting is restored afterwards. Ignored on GPUs.
     precision
-        ``"float32"``, or ``"bfloat16"`` to run the encoder under bfloat16 autocast (about twice as fast on CPUs
-        with AVX512-BF16/AMX and on GPUs; features then differ from float32 ones by ~6 % relative L2 norm
-        on her2st patches, cosine similarity > 0.99).
+        ``"float32"``, or ``"bfloat16"`` to run the encoder under bfloat16 autocast (faster on GPUs and on CPUs
+        with AMX or AVX512-BF16; features then differ from float32 ones by ~6 % relative L2 norm on her2st
+        patches, cosine similarity > 0.99). Refused on CPUs without those instructions, where torch emulates
+        bfloat16 many times slower than float32.
+    backend
+        ``"auto"`` (ONNX Runtime for a float32 run on the CPU when ``onnxruntime`` is installed — the ``onnx``
+        extra — and the encoder has a weights file; torch otherwise), ``"torch"`` or ``"onnx"``. The encoder is
+        exported to ONNX once and cached (``$HIST_SD_CACHE_DIR/onnx``); its features equal torch's to ~1e-5.
     key_added
         Key of the features in ``.obsm`` and of the parameters in ``.uns``.
     %(table_key)s
@@ -131,6 +138,7 @@ def features(
         stain_reference=stain_reference,
         num_threads=num_threads,
         precision=precision,
+        backend=backend,
         overwrite=overwrite,
     )
     mpp = get_mpp(table)
@@ -140,6 +148,8 @@ def features(
 
     enc = get_encoder(encoder, weights=weights, device=device, **dict(encoder_kwargs or {}))
     dev = enc.device
+    _check_precision(precision, dev)
+    runner = _runner(backend, enc, dev, precision)
     image, xy, read_px = _closest_level(sdata, table, image_key, xy, patch_px, enc.input_size)
     reader = PatchReader(image, xy, read_px, enc.input_size)
 
@@ -157,6 +167,7 @@ def features(
         num_workers=num_workers,
         n_model=n_model,
         precision=precision,
+        runner=runner,
         progress=progress,
     )
     if not np.isfinite(out).all():
@@ -179,6 +190,7 @@ def features(
                 str(table.obs_names[ref_index]) if ref_index is not None else None
             ),
             "precision": precision,
+            "backend": "torch" if runner is None else "onnx",
             "batch_size": int(batch_size),
             "device": str(dev),
             "image_key": image_key or meta.get(C.IMAGE_KEY),
@@ -196,6 +208,7 @@ def _check_features_args(
     stain_reference: np.ndarray | None,
     num_threads: int | None,
     precision: str,
+    backend: str,
     overwrite: bool,
 ) -> None:
     """Check the arguments of :func:`features` and that the table has spots to encode."""
@@ -213,6 +226,8 @@ def _check_features_args(
         raise ValueError("`stain_reference` was given without `stain_norm`; pass stain_norm='macenko' or 'reinhard'.")
     if num_threads is not None and (not isinstance(num_threads, int | np.integer) or num_threads < 1):
         raise ValueError(f"`num_threads` must be None or a positive integer, got {num_threads!r}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}.")
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"`precision` must be 'float32' or 'bfloat16', got {precision!r}.")
     if table.n_obs == 0:
@@ -308,6 +323,7 @@ def _encode_patches(
     num_workers: int,
     n_model: int,
     precision: str,
+    runner: Callable[[Any], np.ndarray] | None = None,
     progress: bool,
 ) -> np.ndarray:
     """Features of all patches, read in batches along ``order``, encoded by ``n_model`` parallel passes."""
@@ -328,13 +344,11 @@ def _encode_patches(
 
     def encode(item: tuple[np.ndarray, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
         idx, x = item
+        if runner is not None:  # ONNX Runtime, on the CPU
+            return idx, _checked(runner(x), idx, enc)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             feats = enc.module(x.to(dev, non_blocking=pin))
-        if feats.ndim != 2 or feats.shape != (len(idx), enc.dim):
-            raise ValueError(
-                f"Encoder {enc.name!r} returned shape {tuple(feats.shape)}, expected ({len(idx)}, {enc.dim})."
-            )
-        return idx, feats.float().cpu().numpy()
+        return idx, _checked(feats.float().cpu().numpy(), idx, enc)
 
     out = np.empty((n_obs, enc.dim), dtype=np.float32)
     old_threads = torch.get_num_threads()
@@ -351,6 +365,33 @@ def _encode_patches(
     finally:
         torch.set_num_threads(old_threads)
     return out
+
+
+def _checked(feats: np.ndarray, idx: np.ndarray, enc: Encoder) -> np.ndarray:
+    if feats.ndim != 2 or feats.shape != (len(idx), enc.dim):
+        raise ValueError(f"Encoder {enc.name!r} returned shape {tuple(feats.shape)}, expected ({len(idx)}, {enc.dim}).")
+    return feats
+
+
+def _check_precision(precision: str, dev: torch.device) -> None:
+    """Refuse bfloat16 where torch would emulate it (a silent path many times slower than float32)."""
+    from hist_sd._core._runtime import fast_bf16
+
+    if precision == "bfloat16" and not fast_bf16(dev):
+        raise ValueError(
+            f"`precision='bfloat16'` is not native on this {dev.type.upper()} (no AMX or AVX512-BF16 instructions, "
+            "or a GPU without bf16): torch would emulate it, many times slower than float32. Use "
+            "precision='float32'."
+        )
+
+
+def _runner(backend: str, enc: Encoder, dev: torch.device, precision: str) -> Callable[[Any], np.ndarray] | None:
+    """The ONNX Runtime encoder when ``backend`` resolves to it, else ``None`` (torch)."""
+    from hist_sd.encoders._onnx import OnnxEncoder, resolve_backend
+
+    kind = resolve_backend(backend, enc, device_type=dev.type, precision=precision)
+    logger.info("features: %s runs on %s", enc.name, "ONNX Runtime" if kind == "onnx" else f"torch ({dev})")
+    return OnnxEncoder(enc) if kind == "onnx" else None
 
 
 def _write_features(
