@@ -6,9 +6,8 @@ Steps (each measured in a fresh process, so that its peak resident memory is its
    H&E JPEG, written tile by tile with tifffile (the full image never exists in memory).
 2. ``pipeline``: ``hs.io.read_wsi`` -> ``hs.pp.detect_tissue`` -> ``hs.pp.tile`` (100 µm) -> ``hs.pp.features``
    (EfficientNet-Lite0, 224 px) on the first ``--tiles`` tiles; time per step, per 1,000 tiles, peak RSS.
-3. ``spots``: end-to-end patches/s of ``hs.pp.features`` on a her2st spot image (B4, decoding included).
-4. ``limit``: this CPU's sustained float32 GFLOP/s (torch matmul) and the encoder's FLOPs per patch, i.e. the
-   patches/s the compute allows.
+3. ``limit``: this CPU's sustained float32 GFLOP/s and the encoder's FLOPs per patch, i.e. the patches/s the
+   compute allows. Spot images (her2st) and the feature-extraction levers are measured by ``benchmarks/features.py``.
 
 Usage::
 
@@ -113,48 +112,12 @@ def pipeline(path: Path, n_tiles: int) -> dict:
     return out
 
 
-def spots(data_dir: Path) -> dict:
-    """End-to-end patches/s on her2st B4: decoding its H&E JPEG (the whole image, as read_image does) + encoding
-    the 283 spot patches with hs.pp.features (the counts table is read outside the clock)."""
-    import torch
-
-    import hist_sd as hs
-
-    torch.set_num_threads(2)
-    sdata = hs.datasets.her2st(["B4"], data_dir=data_dir, scale_factors=None)["B4"]
-    jpg = data_dir / "her2st" / "data" / "ST-imgs" / "B" / "B4" / "BT10737_D2_HE.jpg"
-    t0 = time.perf_counter()
-    hs.io.read_image(jpg, mpp=hs.io.image_mpp(sdata), scale_factors=None)
-    decode = time.perf_counter() - t0
-    t = time.perf_counter()
-    hs.pp.features(sdata, device="cpu", progress=False)
-    enc = time.perf_counter() - t
-    n = int(sdata.tables["table"].n_obs)
-    return {"spots": n, "decode_s": decode, "features_s": enc, "patches_per_s_end_to_end": n / (decode + enc),
-            "patches_per_s_features": n / enc, "peak_rss_mib": _peak_rss_mib()}
-
-
 def limit() -> dict:
-    """Sustained float32 matmul GFLOP/s on 2 threads and EfficientNet-Lite0's FLOPs per 224-px patch."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+    """This CPU's compute limit for the encoder (shared with ``benchmarks/features.py``)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from features import limit as features_limit
 
-    from hist_sd.encoders import get_encoder
-
-    torch.set_num_threads(2)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    for _ in range(3):
-        a @ b
-    t, n = time.perf_counter(), 0
-    while time.perf_counter() - t < 5.0:
-        a @ b
-        n += 1
-    gflops = n * 2 * 2048**3 / (time.perf_counter() - t) / 1e9
-    enc = get_encoder("efficientnet-lite0")
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        enc.module(torch.zeros(1, 3, enc.input_size, enc.input_size))
-    per_patch = fc.get_total_flops() / 1e9
-    return {"matmul_gflops": gflops, "encoder_gflop_per_patch": per_patch, "compute_limit_patches_per_s": gflops / per_patch}
+    return features_limit()
 
 
 def _child(step: str, args: argparse.Namespace) -> dict:
@@ -170,25 +133,24 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/wsi"))
     p.add_argument("--tiles", type=int, default=2000)
-    p.add_argument("--step", default=None, choices=["generate", "pipeline", "spots", "limit"])
+    p.add_argument("--step", default=None, choices=["generate", "pipeline", "limit"])
     args = p.parse_args()
     data_dir = Path(os.environ.get("HIST_SD_DATA_DIR", "../shared/data"))
     slide = args.out / "mosaic.tif"
     if args.step is not None:
         fn = {"generate": lambda: generate(slide, data_dir), "pipeline": lambda: pipeline(slide, args.tiles),
-              "spots": lambda: spots(data_dir), "limit": limit}[args.step]
+              "limit": limit}[args.step]
         sys.stdout.write(json.dumps(fn()) + "\n")
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     results = {}
     if not slide.exists():
         results["generate"] = _child("generate", args)
-    for step in ("pipeline", "spots", "limit"):
+    for step in ("pipeline", "limit"):
         results[step] = _child(step, args)
         sys.stderr.write(f"{step}: {json.dumps(results[step])}\n")
     lim = results["limit"]["compute_limit_patches_per_s"]
-    results["fraction_of_compute_limit"] = {"wsi_tiles": results["pipeline"]["tiles_per_s"] / lim,
-                                            "her2st_spots": results["spots"]["patches_per_s_end_to_end"] / lim}
+    results["fraction_of_compute_limit"] = {"wsi_tiles": results["pipeline"]["tiles_per_s"] / lim}
     (args.out / "wsi.json").write_text(json.dumps(results, indent=2))
     sys.stdout.write(json.dumps(results, indent=2) + "\n")
     return 0

@@ -106,3 +106,12 @@ def test_truncated_or_grey_jpeg_refused_at_read(b4_jpg: Path, tmp_path: Path) ->
     Image.fromarray(np.full((80, 80), 128, np.uint8)).save(grey)
     with pytest.raises(ValueError, match=r"`path`.*8-bit RGB.*grey\.jpg.*1 band"):
         hs.io.read_image(grey, mpp=1.0)
+
+
+def test_lazy_image_pickles_for_dask_workers(b4_jpg: Path, b4_pil: np.ndarray) -> None:
+    import pickle
+
+    sdata = hs.io.read_image(b4_jpg, mpp=1.0, scale_factors=None)
+    level = image_levels(next(iter(sdata.images.values())))[0][1]
+    again = pickle.loads(pickle.dumps(level))
+    np.testing.assert_array_equal(np.asarray(again.data[:, 10:20, 30:40]), np.moveaxis(b4_pil[10:20, 30:40], -1, 0))

@@ -59,7 +59,6 @@ class JPEGSource:
         pyvips = _pyvips()
         if pyvips is None:
             raise ImportError("pyvips is needed to read a JPEG lazily (`pip install pyvips[binary]`).")
-        self._vips = pyvips
         self.path = Path(path)
         self.what = what
         try:
@@ -92,14 +91,15 @@ class JPEGSource:
         Rows down to ``y1`` are entropy-decoded (JPEG is sequential); only the region is kept in memory.
         """
         shrink = max(s for s in _JPEG_SHRINKS if factor % s == 0)
+        pyvips = _pyvips()
         try:
-            im = self._vips.Image.new_from_file(str(self.path), access="sequential", fail_on="error",
+            im = pyvips.Image.new_from_file(str(self.path), access="sequential", fail_on="error",
                                                 shrink=shrink)
             if shrink == factor:
                 out = im.crop(x0, y0, x1 - x0, y1 - y0).numpy()
             else:  # coarser than libjpeg scales: a box filter on the DCT-scaled image
                 out = im.shrink(factor // shrink, factor // shrink).crop(x0, y0, x1 - x0, y1 - y0).numpy()
-        except self._vips.Error as err:
+        except pyvips.Error as err:
             raise self._error(err) from err
         return np.ascontiguousarray(out, dtype=np.uint8)
 
