@@ -81,7 +81,7 @@ def _read_scalefactors(spatial: Path) -> tuple[dict[str, Any], float]:
 
 def _load_image(
     path: Path, image: str | None, full_path: Path | None, scalefactors: dict[str, Any], dataset_id: str
-) -> tuple[np.ndarray | None, float, str, str | None]:
+) -> tuple[Any, float, str, str | None]:
     """The image asked for, its scale to full resolution, its coordinate system and its element key."""
     img = None
     scale = 1.0
@@ -89,7 +89,7 @@ def _load_image(
     image_key = None
     if image == "full":
         assert full_path is not None
-        img = load_rgb(full_path, what="fullres_image_file")
+        img = load_rgb(full_path, what="fullres_image_file", lazy=True)  # a JPEG: decoded by region, on demand
         image_key = f"{dataset_id}_full_image"
     elif image in ("hires", "lowres"):
         png = path / "spatial" / f"tissue_{image}_image.png"
@@ -149,6 +149,7 @@ def read_visium(
         pixels).
     fullres_image_file
         The full-resolution H&E image: absolute, relative to the current directory, or relative to ``path``.
+        A JPEG is read lazily (pyvips; decoded by region when patches are cut), other formats whole.
     counts_file
         Counts file name inside ``path``.
     section
