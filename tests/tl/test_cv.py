@@ -30,6 +30,10 @@ def test_cross_validate_tidy_output(sections, genes):
     per_section = scores.groupby("section")["pearson"].mean()
     assert row["mean_pearson"] == pytest.approx(per_section.mean())
     assert row["n_sections"] == 4
+    # over-smoothing beside the PCC: Moran's I of predicted vs measured genes, PCs for 90% of the variance
+    assert {"moran_pred", "moran_true", "n_pc90_pred", "n_pc90_true"} <= set(scores.columns)
+    assert row["median_moran_pred"] == pytest.approx(scores["moran_pred"].median())
+    assert 1 <= row["n_pc90_pred"] <= len(genes) and 1 <= row["n_pc90_true"] <= len(genes)
 
 
 def test_leave_one_section_out(sections, genes):

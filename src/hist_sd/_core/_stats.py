@@ -6,7 +6,15 @@ import warnings
 
 import numpy as np
 
-__all__ = ["SEGMENTATION_METRICS", "correlate", "mean_ci", "pearson_columns", "segmentation_metrics"]
+__all__ = [
+    "SEGMENTATION_METRICS",
+    "correlate",
+    "mean_ci",
+    "morans_i",
+    "n_components",
+    "pearson_columns",
+    "segmentation_metrics",
+]
 
 #: Metric columns of :func:`hist_sd.tl.evaluate_segmentation`, in order.
 SEGMENTATION_METRICS: tuple[str, ...] = (
@@ -31,6 +39,36 @@ def pearson_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         r = np.where(den > 0, num / den, np.nan)
     out[ok] = np.clip(r, -1.0, 1.0)
     return out
+
+
+def morans_i(values: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Moran's I of every column of ``(n, g)`` values on a graph of ``(E, 2)`` neighbour pairs (binary weights).
+
+    ``I = n / W * sum_ij w_ij z_i z_j / sum_i z_i^2`` with ``z`` the centred column and ``W`` the number of
+    (directed) pairs; NaN for a constant column or a graph without edges. Predictions that are smoother than
+    the measured expression have a higher I (spatial structure a downstream tool would take as real).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    out = np.full(x.shape[1], np.nan)
+    if len(pairs) == 0 or x.shape[0] < 2:
+        return out
+    z = x - x.mean(axis=0)
+    den = (z * z).sum(axis=0)
+    num = (z[pairs[:, 0]] * z[pairs[:, 1]]).sum(axis=0)
+    ok = den > 0
+    out[ok] = x.shape[0] / len(pairs) * num[ok] / den[ok]
+    return out
+
+
+def n_components(values: np.ndarray, fraction: float = 0.9) -> int:
+    """The number of principal components that carry ``fraction`` of the variance of ``(n, g)`` values."""
+    x = np.asarray(values, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    var = np.linalg.svd(x, compute_uv=False) ** 2
+    if var.sum() <= 0:
+        return 0
+    return int(np.searchsorted(np.cumsum(var) / var.sum(), fraction) + 1)
 
 
 def _rank_columns(a: np.ndarray) -> np.ndarray:

@@ -15,10 +15,11 @@ from anndata import AnnData
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
 from hist_sd._core._expr import measured_genes
+from hist_sd._core._grid import neighbours
 from hist_sd._core._runtime import progress as progress_bar
-from hist_sd._core._stats import mean_ci
+from hist_sd._core._stats import mean_ci, morans_i, n_components
 from hist_sd._docs import doc_params
-from hist_sd.model import HistModel, TaskSpec, get_method, get_task, prepare_section
+from hist_sd.model import HistModel, Section, TaskSpec, get_method, get_task, prepare_section
 from hist_sd.tl._train import feature_record
 from hist_sd.train import fit_sections
 
@@ -90,12 +91,30 @@ def summarize(scores: pd.DataFrame, *, by: Sequence[str] = ("method",), metric: 
         if "gene" in df:
             row["genes_r_gt_0.3"] = float(df.groupby("section", sort=False)[metric].apply(lambda s: (s > 0.3).sum()).mean())
             row["n_genes"] = int(df["gene"].nunique())
+            for col in ("moran_pred", "moran_true"):
+                if col in df:
+                    row[f"median_{col}"] = float(df[col].median())
+            for col in ("n_pc90_pred", "n_pc90_true"):
+                if col in df:
+                    row[col] = float(df.groupby("section", sort=False)[col].first().mean())
         else:  # segmentation: means of the other metrics over sections
             for col in ("iou", "dice", "sensitivity", "precision", "f1", "specificity", "accuracy"):
                 if col in df:
                     row[f"mean_{col}"] = float(df[col].mean())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def smoothness(section: Section, pred: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """Over-smoothing of in-tissue predictions against the measured values, per gene and per section.
+
+    ``moran_pred`` / ``moran_true``: each gene's Moran's I on the section's grid neighbours (in-tissue spots);
+    ``n_pc90_pred`` / ``n_pc90_true``: principal components carrying 90% of the variance over the genes.
+    """
+    keep = section.in_tissue
+    pairs = neighbours(section.rows[keep], section.cols[keep], section.layout, row_parity=section.row_parity)
+    return {"moran_pred": morans_i(pred, pairs), "moran_true": morans_i(truth, pairs),
+            "n_pc90_pred": n_components(pred), "n_pc90_true": n_components(truth)}
 
 
 @dataclass(frozen=True)
@@ -238,6 +257,8 @@ def cross_validate(
                 pred = pred[:, [model.genes.index(g) for g in outputs]]
             truth = tspec.targets(tables[n], outputs if tspec.needs_genes else fold_genes, truth_key)
             df = tspec.score(pred[tissue], truth[tissue], outputs, n)
+            if tspec.needs_genes:
+                df = df.assign(**smoothness(base[n], pred[tissue], truth[tissue]))
             df.insert(0, "section", n)
             df.insert(0, "fold", fold)
             df.insert(0, "method", method)
