@@ -407,15 +407,17 @@ def _position_table(gene_positions: pd.DataFrame | None, genome: str) -> pd.Data
     return check_positions(gene_positions, what="gene_positions")
 
 
-def _attach_positions(work: AnnData, gene_positions: pd.DataFrame | None, genome: str) -> int:
+def _attach_positions(
+    work: AnnData, gene_positions: pd.DataFrame | None, genome: str, *, min_genes: int = MIN_GENES
+) -> int:
     pos = _position_table(gene_positions, genome)
     matched = pos.reindex(work.var_names)
     ok = matched["chromosome"].notna().to_numpy() & matched["start"].notna().to_numpy()
     n = int(ok.sum())
-    if n < MIN_GENES:
+    if n < min_genes:
         raise ValueError(
             f"Only {n} of the {work.n_vars} detected genes have a genomic position ({genome if gene_positions is None else 'given table'}); "
-            f"at least {MIN_GENES} are needed. Genes are matched by `var_names`, which must be gene symbols like "
+            f"at least {min_genes} are needed. Genes are matched by `var_names`, which must be gene symbols like "
             f"the table's (e.g. {list(pos.index[:3])}); the data has {list(work.var_names[:3])}."
         )
     work.var["chromosome"] = matched["chromosome"].astype(object).where(ok, None).to_numpy()
