@@ -13,6 +13,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from hist_sd._core._settings import HistSDSettings, settings
 from hist_sd._core._warnings import (
     ExpressionScaleWarning,
     GridSpacingWarning,
@@ -44,7 +45,7 @@ _WARNINGS = [
     "TooFewGenesWarning",
     "UnrecordedFeaturesWarning",
 ]
-__all__ = ["__version__", *_SUBPACKAGES, *_WARNINGS]
+__all__ = ["__version__", "settings", "HistSDSettings", *_SUBPACKAGES, *_WARNINGS]
 
 if TYPE_CHECKING:  # pragma: no cover
     from hist_sd import datasets, encoders, get, io, model, models, nn, pl, pp, tl, train

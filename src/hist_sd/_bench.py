@@ -157,7 +157,8 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
     best = scores.dropna().sort_values("pearson", ascending=False)["gene"].head(4).tolist()
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
-    pl.predicted_vs_measured(test, best, pred_key=C.PRED, save=figs / f"{held_out}_best_genes.png", overwrite=True)
+    pl.predicted_vs_measured(test, best, pred_key=C.PRED, save=figs / f"{held_out}_best_genes.png", overwrite=True,
+                             title=f"{held_out}: the {len(best)} genes with the highest Pearson r (of {len(scores)})")
     io.write_zarr(test, zpath, overwrite=overwrite)
     result = {"held_out": held_out, "seed": seed, "peak_rss_mib": round(peak_rss_mib()),
               "train_sections": train_names, "n_genes": len(genes),

@@ -1,7 +1,7 @@
 """Shared numpydoc parameter text: each common argument is described once and injected where it is used.
 
 A docstring line holding only ``%(name)s`` (at the parameter's indentation) becomes the parameter's name and
-description from :data:`PARAMS`, so ``help()``, Sphinx and ``docs/api.md`` all show the same words.
+description from :data:`PARAMS`, so ``help()`` and the Sphinx API reference show the same words.
 """
 
 from __future__ import annotations
@@ -28,8 +28,11 @@ PARAMS: dict[str, str] = {
         "A :class:`hist_sd.io.Cohort`: patients (survival, clinical, genomics) and their instance features, from "
         ":func:`hist_sd.datasets.tcga` or :func:`hist_sd.io.read_cohort`."
     ),
-    "device": '``"auto"`` (CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.',
-    "progress": "Show a progress bar (tqdm).",
+    "device": (
+        '``"auto"`` (``hs.settings.device``; by default CUDA, then Apple MPS, then the CPU), ``"cpu"``, ``"cuda"``, '
+        '``"cuda:N"`` or ``"mps"``.'
+    ),
+    "progress": "Show a progress bar (tqdm); ``hs.settings.progress = False`` turns every bar off.",
     "lazy": (
         "Read an RGB JPEG file lazily (with pyvips): every pyramid level is a dask array decoded from the file on "
         "demand, by region, so reading costs only the small preview and :func:`hist_sd.pp.features` decodes only "

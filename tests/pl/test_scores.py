@@ -30,6 +30,10 @@ def test_scores_by_method(tmp_path):
     means = [c for c in ax.collections if c.get_label() == "mean"][0].get_offsets()
     assert means[0][1] == pytest.approx(df.loc[df.method == "hist", "pearson"].mean())
     assert (tmp_path / "s.png").stat().st_size > 1000
+    assert ax.get_ylabel() == "Pearson r per gene"  # a readable label, not the column key
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean", "0.3"]
+    assert hs.pl.scores(df, "pearson", ylabel="PCC").axes[0].get_ylabel() == "PCC"
+    assert hs.pl.scores(df.rename(columns={"pearson": "mine"}), "mine").axes[0].get_ylabel() == "mine"
 
 
 def test_scores_errors():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import xarray as xr
 from matplotlib import colormaps
-from matplotlib.collections import EllipseCollection
+from matplotlib.collections import EllipseCollection, PolyCollection
 from matplotlib.colors import Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
@@ -19,15 +19,25 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PRED_GENES = ["ERBB2", "GRB7", "COL1A1"]  # as in conftest.b4_pred
 
 
+SPOTS = (EllipseCollection, PolyCollection)  # circles for spots, squares for tiles
+
+
 def _panels(fig: Figure) -> list:
     """The spot panels of a figure (not its colour bars), in drawing order."""
-    return [a for a in fig.axes if any(isinstance(c, EllipseCollection) for c in a.collections)]
+    return [a for a in fig.axes if any(isinstance(c, SPOTS) for c in a.collections)]
 
 
-def _spots(ax) -> EllipseCollection:
-    colls = [c for c in ax.collections if isinstance(c, EllipseCollection)]
+def _spots(ax) -> EllipseCollection | PolyCollection:
+    colls = [c for c in ax.collections if isinstance(c, SPOTS)]
     assert len(colls) == 1
     return colls[0]
+
+
+def _scalebar_text(ax) -> str | None:
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    bars = [a for a in ax.artists if isinstance(a, AnchoredSizeBar)]
+    return bars[0].txt_label.get_text() if bars else None
 
 
 def test_anndata_only_draws_true_size_spots_without_image(b4):
@@ -81,9 +91,10 @@ def test_prediction_colours_match_values(b4_pred):
         coll = _spots(ax)
         values = t.obsm["hist_pred"][:, PRED_GENES.index(g)]
         np.testing.assert_allclose(coll.get_array(), values)
-        expected = colormaps["viridis"](Normalize(0, 3)(values), alpha=0.9)
+        expected = colormaps["viridis"](Normalize(0, 3)(values), alpha=1.0)  # opaque: the H&E does not tint them
         np.testing.assert_allclose(coll.get_facecolors(), expected, atol=1e-6)
         assert ax.get_title() == f"{g} (predicted)"
+    assert fig.axes[-1].get_ylabel() == "predicted expression"  # a real label, not the obsm key
 
 
 def test_categorical_obs_gets_palette_and_legend(b4_pred):
@@ -159,6 +170,86 @@ def test_predicted_vs_measured(b4_pred, tmp_path):
     )
     with pytest.raises(KeyError, match="pred_key"):
         hs.pl.predicted_vs_measured(b4_pred, genes, pred_key="missing")
+
+
+def test_predicted_vs_measured_shares_one_scale_per_gene(b4_pred):
+    genes = ["ERBB2", "COL1A1"]
+    t = b4_pred.tables["table"]
+    fig = hs.pl.predicted_vs_measured(b4_pred, genes, image=False)
+    panels = _panels(fig)
+    in_tissue = t.obs["in_tissue"].astype(bool).to_numpy()
+    meas, _ = measured_matrix(t, genes)
+    for j, g in enumerate(genes):
+        top, bottom = _spots(panels[j]).norm, _spots(panels[2 + j]).norm
+        assert (top.vmin, top.vmax) == (bottom.vmin, bottom.vmax)
+        pooled = np.r_[meas[in_tissue, j], t.obsm["hist_pred"][in_tissue, PRED_GENES.index(g)]]
+        assert top.vmax == pytest.approx(np.percentile(pooled, 99))
+        assert top.vmin == pytest.approx(pooled.min())
+    labels = {a.get_ylabel() for a in fig.axes if a not in panels}
+    assert labels == {"log1p(CP10k)"}  # both rows on the measured scale, no internal key
+    assert "one colour scale per gene" in fig._suptitle.get_text()
+    assert f"r over {int(in_tissue.sum())} spots" in fig._suptitle.get_text()
+    assert _scalebar_text(panels[0]).endswith(("µm", "mm")) and _scalebar_text(panels[1]) is None
+    assert _spots(panels[0]).cmap.name.startswith("YlGnBu")  # reads on H&E; magma's dark end does not
+
+
+def test_predicted_vs_measured_zscore_and_separate(b4_pred):
+    t = b4_pred.tables["table"]
+    in_tissue = t.obs["in_tissue"].astype(bool).to_numpy()
+    fig = hs.pl.predicted_vs_measured(b4_pred, "ERBB2", image=False, color_scale="zscore", title="B4: ERBB2")
+    panels = _panels(fig)
+    for ax in panels:
+        z = np.asarray(_spots(ax).get_array())[in_tissue]
+        assert z.mean() == pytest.approx(0, abs=1e-9) and z.std() == pytest.approx(1)
+        assert (_spots(ax).norm.vmin, _spots(ax).norm.vmax) == (-3, 3)
+        assert _spots(ax).cmap.name.startswith("RdBu_r")
+    assert fig._suptitle.get_text() == "B4: ERBB2"
+    assert {a.get_ylabel() for a in fig.axes if a not in panels} == {"z-score (SD from the mean)"}
+    fig = hs.pl.predicted_vs_measured(b4_pred, "ERBB2", image=False, color_scale="separate", vmax=None)
+    top, bottom = (_spots(a).norm for a in _panels(fig))
+    assert top.vmax != bottom.vmax  # each map spans its own values
+    with pytest.raises(ValueError, match="color_scale"):
+        hs.pl.predicted_vs_measured(b4_pred, "ERBB2", image=False, color_scale="own")
+
+
+def test_fractions_get_a_0_to_1_scale(b4_pred):
+    t = b4_pred.tables["table"]
+    t.obs["p_tumour"] = np.linspace(0.2, 0.7, t.n_obs)
+    try:
+        norm = _spots(hs.pl.spatial(b4_pred, obs="p_tumour", image=False).axes[0]).norm
+        assert (norm.vmin, norm.vmax) == (0.0, 1.0)
+        norm = _spots(hs.pl.spatial(b4_pred, obs="p_tumour", image=False, vmax=0.5).axes[0]).norm
+        assert (norm.vmin, norm.vmax) == (0.0, 0.5)
+    finally:
+        del t.obs["p_tumour"]
+
+
+def test_colour_bars_carry_real_labels(b4):
+    t = b4.tables["table"].copy()
+    t.X = t.X.astype(np.float32)  # not counts: drawn as stored
+    assert hs.pl.spatial(t, "ERBB2", normalize=False).axes[1].get_ylabel() == "expression"  # not "X"
+    t.uns["hist_sd"] = {**t.uns["hist_sd"], "prediction": "hist_pred"}  # a predicted table of hs.tl.predict
+    assert hs.pl.spatial(t, "ERBB2", normalize=False).axes[1].get_ylabel() == "predicted expression"
+
+
+def test_tiles_are_drawn_as_squares_with_a_scale_bar(b4):
+    key = next(iter(b4.images))
+    crop = b4.images[key]["scale0"]["image"].isel(y=slice(3000, 5000), x=slice(3000, 5000)).values
+    sdata = hs.io.read_image(np.moveaxis(crop, 0, -1), mpp=0.6875, name="crop")
+    hs.pp.tile(sdata, tile_um=200, min_tissue=0.0)
+    tiles = sdata.tables["tiles"]
+    fig = hs.pl.spatial(sdata, obs="tissue_fraction", table_key="tiles")
+    ax = _panels(fig)[0]
+    squares = _spots(ax)
+    assert isinstance(squares, PolyCollection) and len(squares.get_paths()) == tiles.n_obs
+    verts = squares.get_paths()[0].vertices[:4]
+    side = 200 / 0.6875
+    np.testing.assert_allclose(np.ptp(verts, axis=0), [side, side])
+    np.testing.assert_allclose(verts.mean(axis=0), tiles.obsm["spatial"][0])
+    assert (squares.norm.vmin, squares.norm.vmax) == (0.0, 1.0)
+    assert _scalebar_text(ax) in {"200 µm", "500 µm", "100 µm"}  # a round length, about a fifth of 1.4 mm
+    assert _scalebar_text(_panels(hs.pl.spatial(sdata, obs="tissue_fraction", table_key="tiles",
+                                                 scalebar=False))[0]) is None
 
 
 def _pyramid(base: np.ndarray) -> list[tuple[str, xr.DataArray]]:

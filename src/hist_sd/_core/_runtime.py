@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from hist_sd._core._settings import settings
+
 if TYPE_CHECKING:
     import torch
 
 T = TypeVar("T")
 
-__all__ = ["fast_bf16", "get_device", "progress", "set_seed"]
+__all__ = ["fast_bf16", "get_device", "n_jobs", "progress", "set_seed"]
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
@@ -23,12 +25,15 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     Parameters
     ----------
     device
-        ``"auto"``, or anything :class:`torch.device` accepts.
+        ``"auto"`` (what ``hs.settings.device`` says, by default CUDA, then MPS, then the CPU), or anything
+        :class:`torch.device` accepts.
     """
     import torch
 
     if isinstance(device, torch.device):
         return device
+    if device == "auto" and settings.device != "auto":
+        device = settings.device
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -77,10 +82,15 @@ def set_seed(seed: int | None) -> np.random.Generator:
 
 
 def progress(iterable: Iterable[T], *, enabled: bool = True, **kwargs: Any) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm bar when ``enabled``."""
-    if not enabled:
+    """Wrap ``iterable`` in a tqdm bar when ``enabled`` and ``hs.settings.progress``."""
+    if not (enabled and settings.progress):
         yield from iterable
         return
     from tqdm.auto import tqdm
 
     yield from tqdm(iterable, **kwargs)
+
+
+def n_jobs(value: int | None) -> int:
+    """Worker processes: ``value``, or ``hs.settings.n_jobs`` when it is None."""
+    return settings.n_jobs if value is None else int(value)

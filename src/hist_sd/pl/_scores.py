@@ -16,6 +16,17 @@ if TYPE_CHECKING:
 
 __all__ = ["scores"]
 
+#: Axis labels of the score columns hist_sd's evaluations write.
+LABELS = {
+    "pearson": "Pearson r per gene",
+    "spearman": "Spearman ρ per gene",
+    "auc": "AUC",
+    "dice": "Dice",
+    "iou": "IoU",
+    "c_index": "C-index (Harrell)",
+    "c_index_uno": "C-index (Uno)",
+}
+
 
 def scores(
     df: pd.DataFrame,
@@ -26,6 +37,7 @@ def scores(
     strip: bool = True,
     threshold: float | None = 0.3,
     title: str | None = None,
+    ylabel: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     save: PathLike | None = None,
@@ -52,7 +64,9 @@ def scores(
     threshold
         Draw a dashed reference line at this score (None: none).
     title
-        Axes title.
+        Axes title (say what was scored, e.g. the held-out section and the genes).
+    ylabel
+        Axis label; by default a readable name of ``column`` (``"Pearson r per gene"`` for ``"pearson"``).
     ax
         Draw into this Axes instead of a new figure.
     show
@@ -127,12 +141,13 @@ def scores(
     means = [float(np.mean(v)) if len(v) else np.nan for v in data]
     ax.scatter(pos, means, marker="D", s=22, color="#e67e22", zorder=4, label="mean")
     if threshold is not None:
-        ax.axhline(threshold, ls="--", lw=0.8, color="grey", zorder=1)
+        ax.axhline(threshold, ls="--", lw=0.8, color="grey", zorder=1, label=f"{threshold:g}")
     ax.set_xticks(pos, [f"{k}\n(n={len(v)})" for k, v in zip(groups, data, strict=True)], fontsize="small")
-    ax.set_ylabel(column)
+    ax.set_ylabel(ylabel or LABELS.get(column, column))
     if by is not None:
         ax.set_xlabel(by)
     ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(frameon=False, fontsize="small", loc="best")
     if title is not None:
         ax.set_title(title)
     return finish(fig, [ax], own_figure=own, show=show, save=save, overwrite=overwrite, dpi=dpi)

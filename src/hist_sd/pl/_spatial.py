@@ -32,6 +32,13 @@ __all__ = ["predicted_vs_measured", "spatial"]
 
 Limit = float | str | None
 
+#: Default colour map of continuous values: its light end reads on pink/purple H&E, its dark end is blue, not
+#: purple (magma's and viridis' dark ends vanish into haematoxylin).
+CMAP = "YlGnBu"
+#: Diverging colour map of z-scored panels.
+CMAP_DIVERGING = "RdBu_r"
+_COLOR_SCALES = ("shared", "zscore", "separate")
+
 
 @dataclass
 class _Panel:
@@ -40,6 +47,7 @@ class _Panel:
     label: str  # colour bar label
     categorical: bool = False
     colors: dict[Any, Any] | None = None
+    limits: tuple[float | None, float | None] | None = None  # default colour limits, e.g. (0, 1) for probabilities
 
 
 @dataclass
@@ -49,6 +57,8 @@ class _Scene:
     box: tuple[float, float, float, float]  # x0, x1, y0, y1 in full-res pixels
     crop: np.ndarray | None = None
     extent: tuple[float, float, float, float] | None = None
+    square: bool = False  # tiles: squares of side 2 * radius
+    mpp: float | None = None  # µm per pixel, for the scale bar
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -93,7 +103,19 @@ def _scene(
     lo, hi = np.nanmin(xy, axis=0), np.nanmax(xy, axis=0)
     margin = max(2.0 * radius, 0.04 * float(np.max(hi - lo)))
     box = (lo[0] - margin, hi[0] + margin, lo[1] - margin, hi[1] + margin)
-    scene = _Scene(xy=xy, radius=radius, box=box)
+    meta = adata.uns.get(C.UNS_KEY)
+    meta = meta if isinstance(meta, dict) else {}
+    try:
+        mpp = float(meta[C.MPP])
+    except (KeyError, TypeError, ValueError):
+        mpp = float("nan")
+    scene = _Scene(
+        xy=xy,
+        radius=radius,
+        box=box,
+        square=meta.get(C.TECHNOLOGY) == "tiles",
+        mpp=mpp if np.isfinite(mpp) and mpp > 0 else None,
+    )
     if not image or sdata is None:
         return scene
     if image_key is None:
@@ -164,7 +186,11 @@ def _obs_panel(adata: AnnData, col: str, palette: Any) -> _Panel:
             categorical=True,
             colors=_palette(adata, col, cats, palette),
         )
-    return _Panel(values=pd.to_numeric(s, errors="coerce").to_numpy(float), title=col, label=col)
+    values = pd.to_numeric(s, errors="coerce").to_numpy(float)
+    finite = values[np.isfinite(values)]
+    # a probability or fraction: the colour scale runs 0-1, whatever the values of this slide span
+    unit = bool(finite.size) and float(finite.min()) >= 0.0 and float(finite.max()) <= 1.0
+    return _Panel(values=values, title=col, label=col, limits=(0.0, 1.0) if unit else None)
 
 
 def _gene_panels(
@@ -185,8 +211,14 @@ def _gene_panels(
             raise KeyError(
                 f"`genes`: {unknown} not predicted in `obsm[{key!r}]` (it has {len(pred_genes)} genes)."
             )
-        return [_Panel(values=values[:, col[g]], title=f"{g} (predicted)", label=key) for g in genes]
+        label = "predicted expression"
+        return [_Panel(values=values[:, col[g]], title=f"{g} (predicted)", label=label) for g in genes]
     meas, label = measured_matrix(adata, genes, layer=layer, normalize=normalize)
+    meta = adata.uns.get(C.UNS_KEY)
+    if isinstance(meta, dict) and meta.get("prediction") and layer is None:
+        label = "predicted expression"  # a predicted table (``hs.tl.predict(..., table_added=)``): X holds predictions
+    elif label == "X":
+        label = "expression"
     return [_Panel(values=meas[:, i], title=g, label=label) for i, g in enumerate(genes)]
 
 
@@ -204,6 +236,54 @@ def _limit(lim: Limit, values: np.ndarray, what: str) -> float | None:
 # --------------------------------------------------------------------------------------------------------------
 # Drawing
 # --------------------------------------------------------------------------------------------------------------
+def _spots(ax: Axes, scene: _Scene) -> Any:
+    """The spot collection: circles of the true spot size, or squares for tiles."""
+    from matplotlib.collections import EllipseCollection, PolyCollection
+
+    n = len(scene.xy)
+    if scene.square:
+        r = scene.radius
+        corners = np.array([[-r, -r], [r, -r], [r, r], [-r, r]])
+        return PolyCollection(scene.xy[:, None, :] + corners[None], zorder=2, linewidths=0)
+    d = np.full(n, 2.0 * scene.radius)
+    return EllipseCollection(
+        d, d, np.zeros(n), units="xy", offsets=scene.xy, offset_transform=ax.transData, zorder=2, linewidths=0
+    )
+
+
+def _nice_length(um: float) -> float:
+    """The largest 1-2-5 length (µm) not above ``um``."""
+    exp = 10.0 ** np.floor(np.log10(um))
+    return float(max(m * exp for m in (1.0, 2.0, 5.0) if m * exp <= um))
+
+
+def _scalebar(ax: Axes, scene: _Scene) -> None:
+    """A bar of a round length in µm (about a fifth of the panel's width) in the lower right corner."""
+    if scene.mpp is None:
+        return
+    from matplotlib.font_manager import FontProperties
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    width_um = (scene.box[1] - scene.box[0]) * scene.mpp
+    um = _nice_length(width_um / 5.0)
+    label = f"{um / 1000:g} mm" if um >= 1000 else f"{um:g} µm"
+    bar = AnchoredSizeBar(
+        ax.transData,
+        um / scene.mpp,
+        label,
+        loc="lower right",
+        pad=0.3,
+        borderpad=0.3,
+        sep=3,
+        frameon=True,
+        size_vertical=(scene.box[3] - scene.box[2]) / 150.0,
+        color="black",
+        fontproperties=FontProperties(size="x-small"),
+    )
+    bar.patch.set(alpha=0.75, facecolor="white", edgecolor="none")
+    ax.add_artist(bar)
+
+
 def _draw(
     ax: Axes,
     scene: _Scene,
@@ -217,9 +297,9 @@ def _draw(
     na_color: str,
     colorbar: bool,
     title: str | None,
+    scalebar: bool = True,
 ) -> None:
     from matplotlib import colormaps
-    from matplotlib.collections import EllipseCollection
     from matplotlib.colors import Normalize, to_rgba
     from matplotlib.patches import Patch
 
@@ -232,11 +312,7 @@ def _draw(
             interpolation="antialiased",
             zorder=0,
         )
-    n = len(scene.xy)
-    d = np.full(n, 2.0 * scene.radius)
-    coll = EllipseCollection(
-        d, d, np.zeros(n), units="xy", offsets=scene.xy, offset_transform=ax.transData, zorder=2, linewidths=0
-    )
+    coll = _spots(ax, scene)
     if panel.categorical:
         assert panel.colors is not None
         na = to_rgba(na_color)
@@ -260,6 +336,9 @@ def _draw(
         cm = cm.with_extremes(bad=na_color)
         vals = np.asarray(panel.values, dtype=float)
         lo, hi = _limit(vmin, vals, "vmin"), _limit(vmax, vals, "vmax")
+        if panel.limits is not None:
+            lo = panel.limits[0] if vmin is None else lo
+            hi = panel.limits[1] if vmax is None else hi
         coll.set_cmap(cm)
         coll.set_norm(Normalize(vmin=lo, vmax=hi))
         coll.set_array(np.ma.masked_invalid(vals))
@@ -279,6 +358,8 @@ def _draw(
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
     ax.set_title(panel.title if title is None else title, fontsize="medium")
+    if scalebar:
+        _scalebar(ax, scene)
 
 
 def _make_axes(
@@ -337,7 +418,7 @@ def spatial(
     image: bool = True,
     ncols: int = 4,
     size: float = 1.0,
-    cmap: str | Colormap = "magma",
+    cmap: str | Colormap = CMAP,
     vmin: Limit = None,
     vmax: Limit = None,
     title: str | Sequence[str] | None = None,
@@ -349,10 +430,11 @@ def spatial(
     scale: int | str | None = None,
     normalize: bool | None = None,
     palette: str | Sequence[Any] | dict[Any, Any] | None = None,
-    alpha: float = 0.9,
+    alpha: float = 1.0,
     img_alpha: float = 1.0,
     na_color: str = "lightgrey",
     colorbar: bool = True,
+    scalebar: bool = True,
     panel_size: float = 4.0,
     dpi: float = 100.0,
     overwrite: bool = False,
@@ -360,7 +442,8 @@ def spatial(
     """Plot spot values over the H&E image, one panel per gene or ``obs`` column.
 
     Spots are drawn as circles of their true size (``uns["hist_sd"]["spot_diameter_um"]`` over the µm per
-    pixel) at ``obsm["spatial"]``. The image comes from the coarsest pyramid level that still resolves the
+    pixel) at ``obsm["spatial"]``, tiles of :func:`hist_sd.pp.tile` as squares; a scale bar gives µm. Values in
+    0-1 (probabilities, fractions) get a 0-1 colour scale. The image comes from the coarsest pyramid level that still resolves the
     panel, cropped to the spots; the full-resolution image is read only when it is the only level.
 
     Parameters
@@ -384,9 +467,11 @@ def spatial(
     size
         Factor on the true spot diameter.
     cmap
-        Colour map of continuous values.
+        Colour map of continuous values; the default, ``"YlGnBu"``, reads on H&E (its dark end is blue, not the
+        purple of haematoxylin).
     vmin, vmax
-        Colour limits: numbers, or percentiles of each panel's values such as ``"p1"``, ``"p99"``.
+        Colour limits: numbers, or percentiles of each panel's values such as ``"p1"``, ``"p99"``. By default
+        each panel spans its values, or 0-1 for an ``obs`` column whose values all lie in 0-1.
     title
         Panel title(s); by default the gene or column name.
     ax
@@ -415,6 +500,8 @@ def spatial(
         Colour of spots without a value.
     colorbar
         Draw a colour bar next to each continuous panel.
+    scalebar
+        Draw a scale bar in µm (needs ``uns["hist_sd"]["mpp"]``).
     panel_size
         Height of one panel in inches.
     dpi
@@ -455,6 +542,7 @@ def spatial(
             na_color=na_color,
             colorbar=colorbar,
             title=t,
+            scalebar=scalebar,
         )
     return finish(fig, axes, own_figure=own, show=show, save=save, overwrite=overwrite, dpi=dpi)
 
@@ -466,19 +554,21 @@ def predicted_vs_measured(
     *,
     pred_key: str = C.PRED,
     layer: str | None = None,
+    color_scale: str = "shared",
     image: bool = True,
     size: float = 1.0,
-    cmap: str | Colormap = "magma",
+    cmap: str | Colormap | None = None,
     vmin: Limit = None,
     vmax: Limit = "p99",
-    share_scale: bool = False,
     in_tissue_only: bool = True,
+    title: str | None = None,
+    scalebar: bool = True,
     show: bool | None = None,
     save: PathLike | None = None,
     table_key: str | None = None,
     image_key: str | None = None,
     scale: int | str | None = None,
-    alpha: float = 0.9,
+    alpha: float = 1.0,
     panel_size: float = 3.5,
     dpi: float = 100.0,
     overwrite: bool = False,
@@ -487,7 +577,8 @@ def predicted_vs_measured(
 
     Measured values are on the scale :func:`hist_sd.tl.evaluate` compares (raw counts in ``.X`` are
     log-normalised; a ``layer`` is used as it is), and r is the same per-gene Pearson correlation, over the
-    in-tissue spots.
+    in-tissue spots. By default a gene's measured and predicted maps share one colour scale, so a prediction
+    that is compressed towards the mean (as regression predictions usually are) looks compressed.
 
     Parameters
     ----------
@@ -499,19 +590,27 @@ def predicted_vs_measured(
         Predictions in ``obsm[pred_key]``.
     layer
         Measured values from ``layers[layer]`` instead of ``.X``.
+    color_scale
+        ``"shared"``: one colour scale per gene for both maps (``vmin``/``vmax`` of the pooled values);
+        ``"zscore"``: each map standardised over the scored spots (mean 0, SD 1) on one diverging scale, which
+        compares patterns, not levels; ``"separate"``: each map spans its own values (the colour bars differ,
+        which hides compression).
     image
         Draw the H&E image under the spots.
     size
         Factor on the true spot diameter.
     cmap
-        Colour map.
+        Colour map; by default ``"YlGnBu"`` (``"RdBu_r"`` for z-scores).
     vmin, vmax
-        Colour limits (numbers or percentiles like ``"p99"``), applied to every panel.
-    share_scale
-        Give the measured and predicted panels of a gene the same colour limits (by default each panel spans
-        its own values, since predictions usually have a narrower range).
+        Colour limits (numbers or percentiles like ``"p99"``); with ``"zscore"`` symmetric limits of ±``vmax``
+        (a number) or ±3.
     in_tissue_only
-        Compute r over spots with a truthy ``obs["in_tissue"]`` only.
+        Compute r (and z-scores) over spots with a truthy ``obs["in_tissue"]`` only.
+    title
+        Figure title, e.g. how the genes were selected; by default it states the colour scale and the spots
+        r was computed over.
+    scalebar
+        Draw a scale bar in µm.
     show
         Call ``plt.show()`` (and return None).
     save
@@ -536,6 +635,8 @@ def predicted_vs_measured(
     """
     import matplotlib.pyplot as plt
 
+    if color_scale not in _COLOR_SCALES:
+        raise ValueError(f"`color_scale` must be one of {list(_COLOR_SCALES)}, got {color_scale!r}.")
     sdata, adata = resolve(data, table_key)
     gene_list = as_list(genes, "genes")
     if not gene_list:
@@ -543,9 +644,9 @@ def predicted_vs_measured(
     pred_panels = _gene_panels(adata, gene_list, key=pred_key, layer=None, normalize=None)
     meas_panels = _gene_panels(adata, gene_list, key=None, layer=layer, normalize=None)
     mask = spots_to_score(adata, in_tissue_only)
-    pred = np.column_stack([p.values for p in pred_panels])[mask]
-    meas = np.column_stack([p.values for p in meas_panels])[mask]
-    r, _, _ = correlate(pred, meas)
+    r, _, _ = correlate(
+        np.column_stack([p.values for p in pred_panels])[mask], np.column_stack([p.values for p in meas_panels])[mask]
+    )
     n = len(gene_list)
     fig, grid = plt.subplots(
         2, n, figsize=(n * panel_size * 1.3, 2 * panel_size), dpi=dpi, squeeze=False, layout="constrained"
@@ -557,26 +658,50 @@ def predicted_vs_measured(
         mp, pp = meas_panels[j], pred_panels[j]
         mp.title = f"{g} measured"
         pp.title = f"{g} predicted (r = {r[j]:.2f})" if np.isfinite(r[j]) else f"{g} predicted (r = n/a)"
-        pp.label = f"predicted ({pred_key})"
-        lims = [(vmin, vmax), (vmin, vmax)]
-        if share_scale:
-            both = np.concatenate([mp.values, pp.values])
-            lo = _limit(vmin, both, "vmin") if vmin is not None else float(np.nanmin(both))
-            hi = _limit(vmax, both, "vmax") if vmax is not None else float(np.nanmax(both))
-            lims = [(lo, hi), (lo, hi)]
+        lo, hi = _pair_scale(mp, pp, mask, color_scale=color_scale, vmin=vmin, vmax=vmax)
         for i, panel in enumerate((mp, pp)):
             _draw(
                 grid[i, j],
                 scene,
                 panel,
-                cmap=cmap,
-                vmin=lims[i][0],
-                vmax=lims[i][1],
+                cmap=cmap or (CMAP_DIVERGING if color_scale == "zscore" else CMAP),
+                vmin=lo[i],
+                vmax=hi[i],
                 alpha=alpha,
                 img_alpha=1.0,
                 na_color="lightgrey",
                 colorbar=True,
                 title=None,
+                scalebar=scalebar and i == 0 and j == 0,
             )
+    what = {
+        "shared": "measured and predicted on one colour scale per gene",
+        "zscore": "each map z-scored (SD units)",
+        "separate": "each map on its own colour scale",
+    }[color_scale]
+    fig.suptitle(title or f"Measured vs predicted expression, {what}; r over {int(mask.sum())} spots")
     finish(fig, list(grid.ravel()), own_figure=True, show=show, save=save, overwrite=overwrite, dpi=dpi)
     return None if show else fig
+
+
+def _pair_scale(
+    meas: _Panel, pred: _Panel, mask: np.ndarray, *, color_scale: str, vmin: Limit, vmax: Limit
+) -> tuple[list[Limit], list[Limit]]:
+    """Colour limits (measured, predicted) of one gene; z-scores the panels in place for ``"zscore"``."""
+    if color_scale == "separate":
+        return [vmin, vmin], [vmax, vmax]
+    if color_scale == "zscore":
+        for panel in (meas, pred):
+            v = np.asarray(panel.values, dtype=float)
+            ref = v[mask & np.isfinite(v)]
+            sd = float(ref.std()) if ref.size else 0.0
+            panel.values = (v - float(ref.mean())) / sd if sd > 0 else np.zeros_like(v)
+            panel.label = "z-score (SD from the mean)"
+        bound = float(vmax) if isinstance(vmax, int | float) else 3.0
+        return [-bound, -bound], [bound, bound]
+    pooled = np.concatenate([meas.values[mask], pred.values[mask]]).astype(float)
+    finite = pooled[np.isfinite(pooled)]
+    lo = _limit(vmin, finite, "vmin") if vmin is not None else (float(finite.min()) if finite.size else None)
+    hi = _limit(vmax, finite, "vmax") if vmax is not None else (float(finite.max()) if finite.size else None)
+    pred.label = meas.label  # one scale: the measured one
+    return [lo, lo], [hi, hi]

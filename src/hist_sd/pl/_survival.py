@@ -162,7 +162,8 @@ def kaplan_meier(
     ax.legend(
         title=f"{heading}\nlog-rank p = {p:.3g}", fontsize="small", title_fontsize="small", frameon=False
     )
-    ax.set_xlabel(time_key)
+    ax.set_xlabel(time_key.replace("_", " ").replace("months", "(months)") if time_key == "survival_months"
+                  else time_key)
     ax.set_ylabel("survival probability")
     ax.set_ylim(0.0, 1.05)
     ax.spines[["top", "right"]].set_visible(False)

@@ -162,9 +162,12 @@ def _infercnv(work: AnnData, ref: np.ndarray, window_size: int) -> tuple[np.ndar
     """Infercnvpy's window profiles, chromosome start positions and per-gene values (spots x genes)."""
     import infercnvpy as icnv
 
+    from hist_sd._core._settings import quiet_third_party
+
     work.obs[_REF_COL] = pd.Categorical(np.where(ref, "reference", "other"))
-    icnv.tl.infercnv(work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1,
-                     key_added="cnv", calculate_gene_values=True)
+    with quiet_third_party():  # infercnvpy's bar and "Skipped N genes" messages follow hs.settings
+        icnv.tl.infercnv(work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1,
+                         key_added="cnv", calculate_gene_values=True)
     profiles = dense(work.obsm["X_cnv"])
     chr_pos = work.uns["cnv"]["chr_pos"]
     gene_values = pd.DataFrame(dense(work.layers["gene_values_cnv"]), index=work.obs_names, columns=work.var_names)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hist_sd._core._params import check_key_free, log_written, store_params
+from hist_sd._core._runtime import n_jobs as resolve_n_jobs
 from hist_sd._core._runtime import progress as progress_bar
 from hist_sd._docs import doc_params
 from hist_sd.model._survival import SurvivalModel
@@ -281,7 +282,7 @@ def cross_validate_survival(
     seeds: Sequence[int] = (0,),
     epochs: int | None = None,
     key_added: str = "survival_cv",
-    n_jobs: int = 1,
+    n_jobs: int | None = None,
     device: str | torch.device = "auto",
     progress: bool = False,
     overwrite: bool = False,
@@ -311,7 +312,7 @@ def cross_validate_survival(
     key_added
         Where the results go.
     n_jobs
-        Worker processes (one torch thread each); 1 runs in this process.
+        Worker processes (one torch thread each); 1 runs in this process; ``None``: ``hs.settings.n_jobs``.
     %(device)s
     %(progress)s
     overwrite
@@ -334,10 +335,11 @@ def cross_validate_survival(
         check_key_free(p.obsm, k, "obsm", overwrite=overwrite)
     check_key_free(p.uns, key_added, "uns", overwrite=overwrite, protected=("hist_sd",))
     survival_settings(settings)  # fail before any fold is prepared
+    workers = resolve_n_jobs(n_jobs)
     t0 = time.perf_counter()
     jobs = _jobs(cohort, methods, folds, seeds, epochs=epochs, device=device, settings=dict(settings),
-                 model_kwargs=dict(model_kwargs or {}), threads=1 if n_jobs > 1 else None)
-    results = _run(jobs, n_jobs=n_jobs, show_progress=progress)
+                 model_kwargs=dict(model_kwargs or {}), threads=1 if workers > 1 else None)
+    results = _run(jobs, n_jobs=workers, show_progress=progress)
     res = _collect(cohort, jobs, results, methods)
     _write(cohort, res, key_added, methods=methods, folds=folds, seeds=list(seeds), epochs=epochs, settings=settings)
     logger.info("cross-validated %d methods x %d folds x %d seeds on %s in %.0f s", len(methods), len(folds),

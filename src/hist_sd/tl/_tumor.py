@@ -354,10 +354,12 @@ def _cnv_profiles(work: AnnData, ref_mask: np.ndarray, window_size: int) -> np.n
     """Run infercnvpy on ``work`` against the reference; the dense CNV profile of every spot."""
     import infercnvpy as cnv
 
+    from hist_sd._core._settings import quiet_third_party
+
     work.obs[_REF_COL] = pd.Categorical(np.where(ref_mask, "reference", "other"))
-    cnv.tl.infercnv(
-        work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1, key_added=_CNV_KEY
-    )
+    with quiet_third_party():  # infercnvpy's bar and "Skipped N genes" messages follow hs.settings
+        cnv.tl.infercnv(work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1,
+                        key_added=_CNV_KEY)
     x_cnv = work.obsm[f"X_{_CNV_KEY}"]
     return x_cnv.toarray() if sparse.issparse(x_cnv) else np.asarray(x_cnv)
 

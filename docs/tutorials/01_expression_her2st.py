@@ -19,31 +19,28 @@
 # H&E image alone, scores the prediction against the measured expression, and finally applies the same
 # model to the bare JPEG of B4, tiled like a slide without any spatial transcriptomics.
 #
-# Run it as a script or open it as a notebook with jupytext:
+# This page was executed when the documentation was built: every table, score and figure below is what that
+# run printed. It is a **quick run**: the number of training epochs is deliberately small (`EPOCHS` below) so
+# that it finishes in a few minutes on 2 CPU cores; the package default for HiST is 400 epochs
+# (`hs.model.METHODS["hist"].epochs`). Run it yourself as a script or as a notebook:
 #
 # ```bash
-# HIST_SD_DATA_DIR=/path/to/shared/data python tutorials/01_expression_her2st.py
+# HIST_SD_DATA_DIR=/path/to/shared/data python docs/tutorials/01_expression_her2st.py
+# jupytext --to notebook docs/tutorials/01_expression_her2st.py   # or open it as a notebook
 # ```
 #
 # `HIST_SD_DATA_DIR` points to a local mirror of the public data; without it `hs.datasets.her2st` downloads
-# the files from GitHub (almaan/her2st at a pinned commit, sha256-checked, cached). Figures and the saved
-# model go to `$HIST_SD_TUTORIAL_OUT` (default `/tmp/hist_sd_tutorial`).
-#
-# Runtime: a few minutes on 2 CPU cores, most of it in the patch encoder (about 2,000 patches). The number
-# of training epochs is deliberately small (`EPOCHS` below) so that the tutorial finishes quickly; the
-# package default for HiST is 400 epochs (`hs.model.METHODS["hist"].epochs`), which gives better predictions.
+# the files from GitHub (almaan/her2st at a pinned commit, sha256-checked, cached). The saved model goes to
+# `$HIST_SD_TUTORIAL_OUT` (default: a folder in the system's temporary directory).
 
 # %%
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # write figures to files; remove this line in a notebook
 
 import numpy as np
 import pandas as pd
@@ -53,9 +50,10 @@ import squidpy as sq
 import hist_sd as hs
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-logging.getLogger("hist_sd").setLevel(logging.INFO)  # hist_sd logs every key it writes
+hs.settings.verbosity = "info"  # hist_sd logs every key it writes
+hs.settings.progress = False  # no progress bars in a static page
 
-OUT = Path(os.environ.get("HIST_SD_TUTORIAL_OUT", "/tmp/hist_sd_tutorial")) / "01_expression"
+OUT = Path(os.environ.get("HIST_SD_TUTORIAL_OUT", tempfile.gettempdir())) / "hist_sd_tutorial" / "01_expression"
 OUT.mkdir(parents=True, exist_ok=True)
 EPOCHS = 40  # small on purpose: a few minutes on 2 CPU cores (package default for HiST: 400)
 N_GENES = 50
@@ -145,11 +143,12 @@ summary = hs.tl.summarize_scores(scores)
 print(f"{TEST}: mean PCC {summary['mean']:.3f} (95% CI {summary['ci_low']:.3f}..{summary['ci_high']:.3f}), "
       f"median {summary['median']:.3f}, {summary['n_above']} of {summary['n']} genes with r > 0.3")
 print(scores.head(10).round(3).to_string(index=False))
-scores.to_csv(OUT / "scores.csv", index=False)
 
 # %%
 best = scores.dropna()["gene"].head(4).tolist()
-hs.pl.predicted_vs_measured(sdatas[TEST], best, save=OUT / "B4_predicted_vs_measured.png", overwrite=True)
+hs.pl.predicted_vs_measured(
+    sdatas[TEST], best, title=f"{TEST}: the {len(best)} best-predicted of {len(genes)} genes (highest Pearson r)", show=True
+)
 
 # %% [markdown]
 # How good is that? Predicting a new patient from five serial sections of a single other patient is hard,
@@ -165,7 +164,7 @@ hs.tl.predict(sdatas[TEST], ridge, key_added="ridge_pred")
 ridge_scores = hs.tl.evaluate(sdatas[TEST], pred_key="ridge_pred")
 print(f"ridge baseline on {TEST}: mean PCC {ridge_scores['pearson'].mean():.3f}; HiST: {scores['pearson'].mean():.3f}")
 both = pd.concat([scores.assign(method=f"HiST ({EPOCHS} epochs)"), ridge_scores.assign(method="ridge")])
-hs.pl.scores(both, by="method", title=f"{TEST}, trained on patient C", save=OUT / "B4_scores.png", overwrite=True)
+hs.pl.scores(both, by="method", title=f"{TEST} (held out), {len(genes)} genes, trained on patient C", show=True)
 
 # %% [markdown]
 # ## 6. Save and load the model
@@ -224,7 +223,13 @@ moran = pred.uns["moranI"]
 print(f"{pred.obs['leiden'].nunique()} leiden clusters; predicted genes with the highest Moran's I on the tiles:")
 print(moran.head(5)[["I", "pval_norm"]].round(4))
 
+# %% [markdown]
+# Read these maps with the quick training in mind. A model trained for a few dozen epochs on one patient
+# often predicts smooth gradients across the whole section rather than the tissue's structure; such maps have
+# a Moran's I close to 1 on the tile grid and clusters that follow the gradient, which is a property of the
+# under-trained model, not biology. Compare them with the H&E underneath before interpreting them.
+
 # %%
 top = moran.index[:3].tolist()
-hs.pl.spatial(bare, top, table_key="hist_pred", obs="leiden", save=OUT / "B4_tiles_predicted.png", overwrite=True)
-print(f"figures and model in {OUT}; total {time.perf_counter() - t_start:.0f} s")
+hs.pl.spatial(bare, top, table_key="hist_pred", obs="leiden", title=[f"{g} (predicted)" for g in top] + ["leiden"], show=True)
+print(f"total {time.perf_counter() - t_start:.0f} s")

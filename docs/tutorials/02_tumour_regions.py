@@ -24,24 +24,19 @@
 # 2. Label the six her2st sections with an image the same way, train HiST's segmentation task on patient C
 #    and predict the tumour of patient B's section B4 from its H&E image.
 #
-# ```bash
-# HIST_SD_DATA_DIR=/path/to/shared/data python tutorials/02_tumour_regions.py
-# ```
+# This page was executed when the documentation was built: every table, score and figure below is what that
+# run printed. It is a **quick run** (`EPOCHS` below is a tenth of the package default) that takes a few minutes
+# on 2 CPU cores, most of it in the patch encoder; each `tumor_labels` call takes seconds.
 #
-# Runtime: a few minutes on 2 CPU cores (the patch encoder on ~2,000 spots dominates; each
-# `tumor_labels` call takes seconds). Figures go to `$HIST_SD_TUTORIAL_OUT` (default `/tmp/hist_sd_tutorial`).
+# ```bash
+# HIST_SD_DATA_DIR=/path/to/shared/data python docs/tutorials/02_tumour_regions.py
+# ```
 
 # %%
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")  # write figures to files; remove this line in a notebook
 
 import infercnvpy as cnv
 import matplotlib.pyplot as plt
@@ -51,10 +46,9 @@ import pandas as pd
 import hist_sd as hs
 
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-logging.getLogger("hist_sd").setLevel(logging.INFO)
+hs.settings.verbosity = "info"  # hist_sd logs every key it writes
+hs.settings.progress = False  # no progress bars in a static page (infercnvpy's included)
 
-OUT = Path(os.environ.get("HIST_SD_TUTORIAL_OUT", "/tmp/hist_sd_tutorial")) / "02_tumour"
-OUT.mkdir(parents=True, exist_ok=True)
 EPOCHS = 40  # small on purpose: a few minutes on 2 CPU cores (package default for HiST: 400)
 TRAIN = ["C2", "C3", "C4", "C5", "C6"]  # patient C
 TEST = "B4"  # patient B
@@ -99,7 +93,10 @@ print(f"B1 against the pathologist: AUC of tumor_score {by_score['auc'].iloc[0]:
 print(by_call.round(3).to_string())
 
 # %%
-hs.pl.spatial(b1, obs=["label", "tumor_score", "tumor"], ncols=3, save=OUT / "B1_tumour_labels.png", overwrite=True)
+hs.pl.spatial(
+    b1, obs=["label", "tumor_score", "tumor"], ncols=3, show=True,
+    title=["B1: pathologist's label", "B1: CNV tumour score (from counts)", "B1: tumour call (from counts)"],
+)
 
 # %% [markdown]
 # The CNV profiles are where infercnvpy expects them (`obsm["X_cnv"]`, `uns["cnv"]["chr_pos"]`), so its
@@ -109,8 +106,7 @@ hs.pl.spatial(b1, obs=["label", "tumor_score", "tumor"], ncols=3, save=OUT / "B1
 # %%
 table.obs["tumor_call"] = pd.Categorical(np.where(table.obs["tumor"], "tumour", "non-tumour"))
 cnv.pl.chromosome_heatmap(table, groupby="tumor_call", show=False)
-plt.gcf().savefig(OUT / "B1_cnv_heatmap.png", dpi=80, bbox_inches="tight")
-plt.close("all")
+plt.show()
 
 # %% [markdown]
 # ## 2. Tumour segmentation from H&E
@@ -150,10 +146,11 @@ for name in TRAIN:
 train_seg = hs.tl.evaluate_segmentation({n: sdatas[n] for n in TRAIN}, pred="hist_tumor", truth="tumor", mean_row=True)
 print("training sections (in-sample):")
 print(train_seg[["n_spots", "n_tumor", "auc", "dice", "iou"]].round(3).to_string())
-seg.to_csv(OUT / "segmentation_B4.csv")
-train_seg.to_csv(OUT / "segmentation_train_in_sample.csv")
 
 # %%
-hs.pl.spatial(sdatas[TEST], obs=["tumor_score", "tumor", "hist_tumor"], ncols=3, save=OUT / "B4_tumour_from_HE.png",
-              overwrite=True)
-print(f"figures in {OUT}; total {time.perf_counter() - t_start:.0f} s")
+hs.pl.spatial(
+    sdatas[TEST], obs=["tumor_score", "tumor", "hist_tumor"], ncols=3, show=True,
+    title=[f"{TEST}: CNV tumour score (from counts)", f"{TEST}: tumour call (from counts)",
+           f"{TEST}: tumour probability from H&E (held out)"],
+)
+print(f"total {time.perf_counter() - t_start:.0f} s")
