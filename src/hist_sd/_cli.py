@@ -116,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--mpp", type=float, default=None,
                     help="µm per pixel: required for JPEG/PNG; replaces the scale in whole-slide files' metadata")
     pr.add_argument("--overwrite", action="store_true", help="redo slides whose results exist")
+    _outcome_parser(sub, common)
     return p
 
 
@@ -206,12 +207,53 @@ def _run_predict(args: argparse.Namespace) -> None:
                            f"{', ...' if len(failed) > 5 else ''}); the errors are in {args.out / SUMMARY_FILE}")
 
 
+# ----- hist-sd outcome (HiST's application module) -----
+def _outcome_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    o = sub.add_parser("outcome", parents=[common],
+                       help="whole slides + clinical table -> predicted maps -> cross-validated risk, scores.csv, KM")
+    o.add_argument("slides_dir", metavar="SLIDES_DIR", help="folder of slides (.svs, .tif, .ndpi, ..., .jpg/.png)")
+    o.add_argument("clinical_csv", metavar="CLINICAL.csv",
+                   help="one row per slide: slide_id (file name without ending), case_id, survival_months, event "
+                        "(or censorship), or a response column, and clinical covariates")
+    o.add_argument("--model", required=True, metavar="MODEL", help="a saved expression model (hs.tl.train(...).save)")
+    o.add_argument("--out", type=Path, required=True, metavar="DIR", help="results folder")
+    o.add_argument("--task", choices=["survival", "response"], default="survival", help="default survival")
+    o.add_argument("--clinical", type=_names, default=[], metavar="COLS",
+                   help="comma-separated clinical columns joined before the head (one-hot)")
+    o.add_argument("--folds", type=_count, default=5, help="patient-grouped folds (default 5)")
+    o.add_argument("--epochs", type=_count, default=20, help="training epochs, fixed in advance (default 20)")
+    o.add_argument("--workers", type=_count, default=2, help="worker processes for the slides (default 2)")
+    o.add_argument("--seed", type=int, default=0, help="seed of folds and training (default 0)")
+    o.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+
+
+def _check_outcome(args: argparse.Namespace) -> None:
+    from hist_sd._bench_outcome import check_outcome_args
+
+    check_outcome_args(args.slides_dir, args.clinical_csv, args.model, args.out, task=args.task,
+                       clinical=args.clinical, n_folds=args.folds, overwrite=args.overwrite)
+
+
+def _run_outcome(args: argparse.Namespace) -> None:
+    from hist_sd._bench import markdown
+    from hist_sd._bench_outcome import run_outcome_cli
+
+    res = run_outcome_cli(args.slides_dir, args.clinical_csv, args.model, args.out, task=args.task,
+                          clinical=args.clinical, n_folds=args.folds, epochs=args.epochs, n_workers=args.workers,
+                          seed=args.seed, overwrite=args.overwrite)
+    sys.stdout.write(f"{res['n_slides']} slides of {res['n_patients']} patients, {args.folds} patient-grouped folds:\n")
+    sys.stdout.write(markdown(res["summary"], index=True) + "\n")
+    sys.stdout.write(f"total {res['seconds']:.0f} s; scores in {args.out / 'scores.csv'}, figures: "
+                     f"{', '.join(res['figures']) or 'none'}\n")
+
+
 #: command -> (argument checks that need no data, the job)
 _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None] | None, Callable[[argparse.Namespace], None]]] = {
     "main": (_check_main, _run_main),
     "benchmark": (None, _run_benchmark),
     "survival": (_check_survival, _run_survival),
     "predict": (_check_predict, _run_predict),
+    "outcome": (_check_outcome, _run_outcome),
 }
 
 

@@ -4,6 +4,7 @@ Nothing here imports the training engine (:mod:`hist_sd.train`).
 """
 
 from hist_sd.model._model import HistModel, load_model
+from hist_sd.model._outcome import OutcomeModel
 from hist_sd.model._section import Section, prepare_section
 from hist_sd.model._spec import INPUT_KINDS, METHODS, MethodSpec, get_method, register_method
 from hist_sd.model._survival import SurvivalModel
@@ -15,6 +16,7 @@ __all__ = [
     "TASKS",
     "HistModel",
     "MethodSpec",
+    "OutcomeModel",
     "Section",
     "SurvivalModel",
     "TaskSpec",

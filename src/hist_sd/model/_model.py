@@ -361,6 +361,10 @@ def load_model(
                     f"the caller's are {int(feature_dim)}-d."
                 )
             return survival
+        from hist_sd.model._outcome import OUTCOME_FORMAT, OutcomeModel
+
+        if isinstance(state, dict) and state.get("format") == OUTCOME_FORMAT:
+            return OutcomeModel.from_state(state)  # type: ignore[return-value]
         model = HistModel.from_state(state)
     except ValueError as err:
         raise ValueError(f"`path`: {str(path)!r}: {err}") from err

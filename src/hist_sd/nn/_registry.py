@@ -9,6 +9,7 @@ from torch import nn
 
 from hist_sd._core._registry import Registry
 from hist_sd.nn._baselines import SpotGAT, SpotMLP, SpotTransformer
+from hist_sd.nn._convnext import OutcomeConvNeXt, OutcomeHead
 from hist_sd.nn._histnet import HiSTNet
 from hist_sd.nn._linear import SpotLinear
 from hist_sd.nn._mil import ABMIL, SNN, BagTransformer, GHANet
@@ -17,7 +18,8 @@ __all__ = ["MODELS", "build", "register_model"]
 
 #: Model classes by name; ``build(name, hparams)`` looks them up here.
 MODELS: Registry[type[nn.Module]] = Registry("model", "model_class")
-for _cls in (HiSTNet, SpotMLP, SpotTransformer, SpotGAT, SpotLinear, GHANet, ABMIL, BagTransformer, SNN):
+for _cls in (HiSTNet, SpotMLP, SpotTransformer, SpotGAT, SpotLinear, GHANet, ABMIL, BagTransformer, SNN,
+             OutcomeConvNeXt, OutcomeHead):
     MODELS.add(_cls.__name__, _cls)
 
 

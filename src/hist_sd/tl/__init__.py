@@ -7,6 +7,14 @@ from hist_sd.tl._enrichment import enrichment
 from hist_sd.tl._evaluate import evaluate, summarize_scores
 from hist_sd.tl._explain import explain
 from hist_sd.tl._heterogeneity import heterogeneity
+from hist_sd.tl._outcome import (
+    OutcomeCV,
+    OutcomeMaps,
+    cross_validate_outcome,
+    outcome_maps,
+    predict_outcome,
+    train_outcome,
+)
 from hist_sd.tl._predict import predict
 from hist_sd.tl._pseudobulk import evaluate_bulk, pseudobulk
 from hist_sd.tl._segmentation import evaluate_segmentation
@@ -22,3 +30,4 @@ __all__ += ["evaluate_segmentation", "tumor_labels"]
 __all__ += ["SURVIVAL_DEFAULTS", "SurvivalCV", "cross_validate_survival", "predict_survival", "train_survival"]
 __all__ += ["predict_slides"]
 __all__ += ["cnv", "enrichment", "evaluate_bulk", "explain", "heterogeneity", "pseudobulk"]
+__all__ += ["OutcomeCV", "OutcomeMaps", "cross_validate_outcome", "outcome_maps", "predict_outcome", "train_outcome"]
