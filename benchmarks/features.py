@@ -2,7 +2,9 @@
 
 Each configuration runs in a fresh process (so its peak resident memory is its own), ``--repeats`` times,
 interleaved with the others so that machine noise hits all alike; the median is reported, with each lever's ratio
-to the baseline of its kind measured in the same run.
+to the baseline of its kind measured in the same run. Within a process the timed work runs twice and the second
+pass is reported (the first pays one-time set-up: oneDNN kernels, ONNX Runtime's session and memory planning); the
+first pass's rate is kept in the JSON (``first_pass_patches_per_s``).
 
 - ``spots-*``: her2st B4 (283 spots, 9,272 x 9,923 px JPEG, 100 µm = 145 px patches -> 224 px). The clock covers
   reading the H&E image (with its pyramid, as ``read_st`` does) and ``hs.pp.features``; the counts table is read
@@ -77,21 +79,25 @@ def spots(name: str, data_dir: Path) -> dict:
     d = data_dir / "her2st" / "data"
     table_only = hs.io.read_st(d / "ST-cnts" / "B4.tsv.gz", d / "ST-spotfiles" / "B4_selection.tsv", patient="B")
     enc = _warm(backend)
-    rss0 = _peak_rss_mib()
-    t0 = time.perf_counter()
-    sdata = hs.io.read_image(data_dir.joinpath(*B4), mpp=table_only.tables["table"].uns["hist_sd"]["mpp"], name="B4", lazy=lazy,
-                             max_pixels=None if lazy else 100_000_000)
-    read = time.perf_counter() - t0
-    sdata.shapes["B4"] = table_only.shapes["B4"]
     table = table_only.tables["table"]
     table.uns["hist_sd"]["image_key"] = "B4_full_image"
-    sdata.tables["table"] = table
-    t1 = time.perf_counter()
-    hs.pp.features(sdata, encoder=enc, backend=backend, progress=False)
-    feats = time.perf_counter() - t1
+    runs = []
+    for _ in range(2):  # the first pass pays one-time costs (kernel and session set-up); the second is reported
+        t0 = time.perf_counter()
+        sdata = hs.io.read_image(data_dir.joinpath(*B4), mpp=table.uns["hist_sd"]["mpp"], name="B4", lazy=lazy,
+                                 max_pixels=None if lazy else 100_000_000)
+        read = time.perf_counter() - t0
+        sdata.shapes["B4"] = table_only.shapes["B4"]
+        sdata.tables["table"] = table
+        t1 = time.perf_counter()
+        hs.pp.features(sdata, encoder=enc, backend=backend, progress=False, overwrite=True)
+        runs.append((read, time.perf_counter() - t1))
+        del sdata
+    (read, feats), first = runs[1], runs[0]
     n = table.n_obs
     return {"n": n, "read_s": read, "features_s": feats, "patches_per_s": n / (read + feats),
-            "peak_rss_mib": _peak_rss_mib(), "rss_before_mib": rss0, "x": table.obsm["X_hist"][:8].tolist()}
+            "first_pass_patches_per_s": n / sum(first), "peak_rss_mib": _peak_rss_mib(),
+            "x": table.obsm["X_hist"][:8].tolist()}
 
 
 def tiles(name: str, data_dir: Path) -> dict:
@@ -105,13 +111,16 @@ def tiles(name: str, data_dir: Path) -> dict:
     if not runs:  # today's path before this change: one bounding box per batch
         PatchReader._groups = lambda self, c: [list(range(len(c)))]  # type: ignore[method-assign]
     enc = _warm(backend)
-    rss0 = _peak_rss_mib()
-    t0 = time.perf_counter()
-    hs.pp.features(slide, table_key="tiles", encoder=enc, backend=backend, patch_um=50.0, progress=False)
-    feats = time.perf_counter() - t0
+    times = []
+    for _ in range(2):  # the first pass pays one-time costs; the second is reported
+        t0 = time.perf_counter()
+        hs.pp.features(slide, table_key="tiles", encoder=enc, backend=backend, patch_um=50.0, progress=False,
+                       overwrite=True)
+        times.append(time.perf_counter() - t0)
     n = slide.tables["tiles"].n_obs
-    return {"n": n, "read_s": 0.0, "features_s": feats, "patches_per_s": n / feats, "peak_rss_mib": _peak_rss_mib(),
-            "rss_before_mib": rss0, "x": slide.tables["tiles"].obsm["X_hist"][:8].tolist()}
+    return {"n": n, "read_s": 0.0, "features_s": times[1], "patches_per_s": n / times[1],
+            "first_pass_patches_per_s": n / times[0], "peak_rss_mib": _peak_rss_mib(),
+            "x": slide.tables["tiles"].obsm["X_hist"][:8].tolist()}
 
 
 def encode(name: str, n_batches: int = 24) -> dict:
