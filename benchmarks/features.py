@@ -63,7 +63,7 @@ def _warm(backend: str, precision: str = "float32"):
 
     torch.set_num_threads(2)
     enc = hs.pp.get_encoder("efficientnet-lite0")
-    x = torch.zeros(16, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    x = torch.zeros(8, 3, 224, 224).contiguous(memory_format=torch.channels_last)
     if backend == "onnx":
         OnnxEncoder(enc)(x)
     else:
@@ -123,7 +123,7 @@ def tiles(name: str, data_dir: Path) -> dict:
             "x": slide.tables["tiles"].obsm["X_hist"][:8].tolist()}
 
 
-def encode(name: str, n_batches: int = 24) -> dict:
+def encode(name: str, n_batches: int = 48, batch: int = 8) -> dict:
     import numpy as np
     import torch
 
@@ -137,7 +137,7 @@ def encode(name: str, n_batches: int = 24) -> dict:
     enc = _warm(backend, precision)
     runner = OnnxEncoder(enc) if backend == "onnx" else None
     rng = np.random.default_rng(0)
-    batches = [torch.from_numpy(rng.standard_normal((16, 3, 224, 224), dtype=np.float32))
+    batches = [torch.from_numpy(rng.standard_normal((batch, 3, 224, 224), dtype=np.float32))
                .contiguous(memory_format=torch.channels_last) for _ in range(n_batches)]
 
     def run(x):
@@ -151,7 +151,8 @@ def encode(name: str, n_batches: int = 24) -> dict:
     t0 = time.perf_counter()
     list(prefetch(run, batches, workers=2, depth=3, initializer=lambda: torch.set_num_threads(1)))
     dt = time.perf_counter() - t0
-    return {"n": 16 * n_batches, "features_s": dt, "patches_per_s": 16 * n_batches / dt, "peak_rss_mib": _peak_rss_mib()}
+    return {"n": batch * n_batches, "features_s": dt, "patches_per_s": batch * n_batches / dt,
+            "peak_rss_mib": _peak_rss_mib()}
 
 
 def limit() -> dict:
