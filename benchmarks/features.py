@@ -213,6 +213,22 @@ def _table(results: dict, lim: float) -> str:
     return "\n".join(rows)
 
 
+def _csv(results: dict, lim: float):
+    """One row per configuration: rates, the ratio to its baseline and the share of the compute limit."""
+    import pandas as pd
+
+    rows = []
+    for name, r in results.items():
+        if "skipped" in r:
+            continue
+        base = results[f"{name.split('-')[0]}-baseline" if not name.startswith("encode") else "encode-torch"]
+        rows.append({"configuration": name, "n": r["n"], "read_s": r.get("read_s", 0.0),
+                     "features_s": r["features_s"], "patches_per_s": r["patches_per_s"],
+                     "ratio_to_baseline": r["patches_per_s"] / base["patches_per_s"],
+                     "fraction_of_compute_limit": r["patches_per_s"] / lim, "peak_rss_mib": r["peak_rss_mib"]})
+    return pd.DataFrame(rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("results/features"))
@@ -252,6 +268,7 @@ def main() -> int:
                                     if "patches_per_s_runs" in r}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "features.json").write_text(json.dumps(out, indent=2))
+    _csv(results, lim["compute_limit_patches_per_s"]).to_csv(args.out / "features.csv", index=False)
     sys.stdout.write(_table(results, lim["compute_limit_patches_per_s"]) + "\n")
     sys.stdout.write(f"compute limit: {lim['compute_limit_patches_per_s']:.0f} patches/s "
                      f"({max(lim['matmul_gflops'], lim['conv3x3_gflops']):.0f} GFLOP/s, "
