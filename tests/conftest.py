@@ -210,3 +210,53 @@ def section_maker():
 @pytest.fixture
 def genes() -> list[str]:
     return list(GENES)
+
+
+def noisy_prediction(table: AnnData, n_genes: int, *, scale: float, seed: int = 0) -> list[str]:
+    """Put 'predictions' of the ``n_genes`` most detected genes into ``obsm["hist_pred"]``: the measured
+    expression (log1p CP10k) plus seeded Gaussian noise of sd ``scale``. Returns the genes."""
+    from hist_sd._core._expr import measured_matrix
+
+    detected = np.asarray((table.X > 0).sum(axis=0)).ravel()
+    genes = list(table.var_names[np.argsort(-detected, kind="stable")[:n_genes]])
+    meas, _ = measured_matrix(table, genes)
+    noise = np.random.default_rng(seed).normal(scale=scale, size=meas.shape)
+    table.obsm["hist_pred"] = (meas + noise).astype(np.float32)
+    table.uns["hist_pred"] = {"genes": np.asarray(genes)}
+    return genes
+
+
+def save_ridge_model(path: Path, *, mpp: float, spacing_px: float) -> Path:
+    """A ridge model of 4 genes on 96 seeded spots whose features are recorded as efficientnet-lite0's (100 µm
+    patches at ``mpp``), saved to ``path``: a cheap expression model for command-line tests."""
+    import pandas as pd
+    from scipy import sparse
+
+    import hist_sd as hs
+
+    rng = np.random.default_rng(0)
+    rows, cols = np.divmod(np.arange(96), 12)
+    feats = rng.normal(size=(96, 1280)).astype(np.float32)
+    x = np.hstack([rng.poisson(np.exp(1.0 + 0.3 * feats[:, :4]) * 20), rng.poisson(50, size=(96, 10))])
+    ad = AnnData(X=sparse.csr_matrix(x.astype(np.float32)),
+                 obs=pd.DataFrame({"array_row": rows, "array_col": cols, "in_tissue": 1},
+                                  index=[f"{c}x{r}" for r, c in zip(rows, cols, strict=True)]),
+                 var=pd.DataFrame(index=[f"G{i}" for i in range(4)] + [f"F{i}" for i in range(10)]))
+    ad.obsm["spatial"] = np.column_stack([cols * spacing_px, rows * spacing_px])
+    ad.obsm["X_hist"] = feats
+    ad.uns["X_hist"] = {"params": {"encoder": "efficientnet-lite0", "patch_um": 100.0, "mpp": mpp}}
+    ad.uns["hist_sd"] = {"mpp": mpp, "spot_diameter_um": 100.0, "spot_spacing_um": 200.0, "technology": "st"}
+    hs.tl.train(ad, genes=[f"G{i}" for i in range(4)], method="ridge", progress=False).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def predict_noisily():
+    """:func:`noisy_prediction` (tests take it as a fixture: conftest is not importable as a module)."""
+    return noisy_prediction
+
+
+@pytest.fixture(scope="session")
+def ridge_model_file():
+    """:func:`save_ridge_model`."""
+    return save_ridge_model

@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from anndata import AnnData
-from scipy import sparse
 
 import hist_sd as hs
 from hist_sd._cli import main
@@ -24,7 +22,7 @@ N_SLIDES = 3
 
 
 @pytest.fixture(scope="module")
-def cohort(svs: Path, tmp_path_factory) -> dict[str, Path]:
+def cohort(svs: Path, tmp_path_factory, ridge_model_file) -> dict[str, Path]:
     """SLIDES_DIR (the SVS linked three times), a clinical CSV and a saved expression model."""
     folder = tmp_path_factory.mktemp("outcome")
     slides = folder / "slides"
@@ -36,19 +34,7 @@ def cohort(svs: Path, tmp_path_factory) -> dict[str, Path]:
                              "survival_months": [5.0, 12.0, 30.0], "event": [1, 1, 0],
                              "stage": ["III", "II", "I"], "response": ["NR", "NR", "R"]})
     clinical.to_csv(folder / "clinical.csv", index=False)
-    rng = np.random.default_rng(0)
-    rows, cols = np.divmod(np.arange(96), 12)
-    feats = rng.normal(size=(96, 1280)).astype(np.float32)
-    x = np.hstack([rng.poisson(np.exp(1.0 + 0.3 * feats[:, :4]) * 20), rng.poisson(50, size=(96, 10))])
-    ad = AnnData(X=sparse.csr_matrix(x.astype(np.float32)),
-                 obs=pd.DataFrame({"array_row": rows, "array_col": cols, "in_tissue": 1},
-                                  index=[f"{c}x{r}" for r, c in zip(rows, cols, strict=True)]),
-                 var=pd.DataFrame(index=[f"G{i}" for i in range(4)] + [f"F{i}" for i in range(10)]))
-    ad.obsm["spatial"] = np.column_stack([cols * 400.0, rows * 400.0])
-    ad.obsm["X_hist"] = feats
-    ad.uns["X_hist"] = {"params": {"encoder": "efficientnet-lite0", "patch_um": 100.0, "mpp": 0.5}}
-    ad.uns["hist_sd"] = {"mpp": 0.5, "spot_diameter_um": 100.0, "spot_spacing_um": 200.0, "technology": "st"}
-    hs.tl.train(ad, genes=[f"G{i}" for i in range(4)], method="ridge", progress=False).save(folder / "model.pt")
+    ridge_model_file(folder / "model.pt", mpp=0.5, spacing_px=400.0)
     return {"slides": slides, "clinical": folder / "clinical.csv", "model": folder / "model.pt", "root": folder}
 
 

@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from anndata import AnnData
-from scipy import sparse
 
 import hist_sd as hs
 from hist_sd._cli import main
@@ -31,7 +29,7 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def files(data_dir, tmp_path_factory) -> dict[str, Path]:
+def files(data_dir, tmp_path_factory, ridge_model_file) -> dict[str, Path]:
     """Two slides cut from B4's JPEG, a broken JPEG and a saved model."""
     from PIL import Image
 
@@ -44,19 +42,7 @@ def files(data_dir, tmp_path_factory) -> dict[str, Path]:
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + np.random.default_rng(0).bytes(2000))
-    rng = np.random.default_rng(0)
-    rows, cols = np.divmod(np.arange(96), 12)
-    feats = rng.normal(size=(96, 1280)).astype(np.float32)
-    x = np.hstack([rng.poisson(np.exp(1.0 + 0.3 * feats[:, :4]) * 20), rng.poisson(50, size=(96, 10))])
-    ad = AnnData(X=sparse.csr_matrix(x.astype(np.float32)),
-                 obs=pd.DataFrame({"array_row": rows, "array_col": cols, "in_tissue": 1},
-                                  index=[f"{c}x{r}" for r, c in zip(rows, cols, strict=True)]),
-                 var=pd.DataFrame(index=[f"G{i}" for i in range(4)] + [f"F{i}" for i in range(10)]))
-    ad.obsm["spatial"] = np.column_stack([cols * 291.0, rows * 291.0])
-    ad.obsm["X_hist"] = feats
-    ad.uns["X_hist"] = {"params": {"encoder": "efficientnet-lite0", "patch_um": 100.0, "mpp": 0.6875}}
-    ad.uns["hist_sd"] = {"mpp": 0.6875, "spot_diameter_um": 100.0, "spot_spacing_um": 200.0, "technology": "st"}
-    hs.tl.train(ad, genes=[f"G{i}" for i in range(4)], method="ridge", progress=False).save(folder / "model.pt")
+    ridge_model_file(folder / "model.pt", mpp=0.6875, spacing_px=291.0)
     return {p.name: p for p in folder.iterdir()}
 
 

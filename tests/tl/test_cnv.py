@@ -7,20 +7,15 @@ import pandas as pd
 import pytest
 
 import hist_sd as hs
-from hist_sd._core._expr import measured_matrix
 
 CANCER = ["invasive cancer", "cancer in situ"]
 
 
 @pytest.fixture(scope="module")
-def b1(data_dir):
+def b1(data_dir, predict_noisily):
     """B1 with 'predictions' of 1,300 genes (measured + seeded noise) and pathologist tumour calls in obs['tumor']."""
     table = hs.datasets.her2st(["B1"], data_dir=data_dir, scale_factors=None)["B1"].tables["table"]
-    detected = np.asarray((table.X > 0).sum(axis=0)).ravel()
-    genes = list(table.var_names[np.argsort(-detected, kind="stable")[:1300]])
-    meas, _ = measured_matrix(table, genes)
-    table.obsm["hist_pred"] = (meas + np.random.default_rng(0).normal(scale=0.3, size=meas.shape)).astype(np.float32)
-    table.uns["hist_pred"] = {"genes": np.asarray(genes)}
+    predict_noisily(table, 1300, scale=0.3)
     table.obs["tumor"] = table.obs["label"].isin(CANCER).to_numpy()
     return table
 

@@ -7,19 +7,14 @@ import pandas as pd
 import pytest
 
 import hist_sd as hs
-from hist_sd._core._expr import measured_matrix
 from hist_sd.tl._enrichment import ENRICHMENT_COLUMNS
 
 
 @pytest.fixture(scope="module")
-def g2(data_dir):
+def g2(data_dir, predict_noisily):
     """G2 with 'predictions' of 1,500 genes (measured + noise) and pathologist tissue labels in obs['label']."""
     table = hs.datasets.her2st(["G2"], data_dir=data_dir, scale_factors=None)["G2"].tables["table"]
-    detected = np.asarray((table.X > 0).sum(axis=0)).ravel()
-    genes = list(table.var_names[np.argsort(-detected, kind="stable")[:1500]])
-    meas, _ = measured_matrix(table, genes)
-    table.obsm["hist_pred"] = (meas + np.random.default_rng(0).normal(scale=0.2, size=meas.shape)).astype(np.float32)
-    table.uns["hist_pred"] = {"genes": np.asarray(genes)}
+    predict_noisily(table, 1500, scale=0.2)
     table.obs["region"] = pd.Categorical(np.where(table.obs["label"] == "invasive cancer", "cancer", "other"))
     return table
 

@@ -8,18 +8,13 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 import hist_sd as hs
-from hist_sd._core._expr import measured_matrix
 
 
 @pytest.fixture(scope="module")
-def g2(data_dir):
+def g2(data_dir, predict_noisily):
     """G2 (160 pathologist cancer spots in obs['tumor']) with 'predictions' of 800 genes (measured + noise)."""
     table = hs.datasets.her2st(["G2"], data_dir=data_dir, scale_factors=None)["G2"].tables["table"]
-    detected = np.asarray((table.X > 0).sum(axis=0)).ravel()
-    genes = list(table.var_names[np.argsort(-detected, kind="stable")[:800]])
-    meas, _ = measured_matrix(table, genes)
-    table.obsm["hist_pred"] = (meas + np.random.default_rng(0).normal(scale=0.2, size=meas.shape)).astype(np.float32)
-    table.uns["hist_pred"] = {"genes": np.asarray(genes)}
+    predict_noisily(table, 800, scale=0.2)
     table.obs["tumor"] = table.obs["label"].isin(["invasive cancer", "cancer in situ"]).to_numpy()
     return table
 

@@ -171,6 +171,17 @@ def mirror_root(name: str, data_dir: PathLike | None = None) -> Path | None:
     )
 
 
+def mirror_only(name: str, data_dir: PathLike | None, hint: str) -> Path:
+    """The local mirror of a dataset hist_sd cannot download; errors end with ``hint`` (what to put where)."""
+    try:
+        root = mirror_root(name, data_dir)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err} {hint}") from err
+    if root is None:
+        raise FileNotFoundError(f"No local data folder is set (`data_dir` or ${C.DATA_DIR_ENV}). {hint}")
+    return root
+
+
 def _download(url: str, dest: Path) -> None:
     """Stream ``url`` into ``dest`` (the only function that touches the network; tests replace it)."""
     with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from hist_sd import _constants as C
-from hist_sd.datasets._fetch import PathLike, mirror_root
+from hist_sd.datasets._fetch import PathLike, mirror_only
 
 __all__ = ["GENE_SET_SOURCES", "gene_sets"]
 
@@ -86,12 +86,7 @@ def _locate(rel: str, data_dir: PathLike | None) -> Path:
         f"{sorted(GENE_SET_SOURCES.values())}) in a folder and pass that folder as `data_dir=` or set "
         f"${C.DATA_DIR_ENV}."
     )
-    try:
-        root = mirror_root("gene_sets", data_dir)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err} {hint}") from err
-    if root is None:
-        raise FileNotFoundError(f"No local data folder is set (`data_dir` or ${C.DATA_DIR_ENV}). {hint}")
+    root = mirror_only("gene_sets", data_dir, hint)
     path = root / rel
     if not path.is_file():
         raise FileNotFoundError(f"The gene-set folder {str(root)!r} has no file {rel!r}. {hint}")

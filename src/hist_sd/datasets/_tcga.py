@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from hist_sd import _constants as C
-from hist_sd.datasets._fetch import PathLike, mirror_root
+from hist_sd.datasets._fetch import PathLike, mirror_only
 from hist_sd.io._cohort import Cohort, read_cohort
 
 __all__ = ["TCGA_COHORTS", "tcga"]
@@ -38,13 +38,7 @@ def _root(data_dir: PathLike | None) -> Path:
         f"The TCGA features and tables cannot be downloaded by hist_sd. Put them in a folder `tcga/` laid out as "
         f"{LAYOUT}, and pass the folder that contains `tcga/` as `data_dir=` or set ${C.DATA_DIR_ENV}."
     )
-    try:
-        root = mirror_root("tcga", data_dir)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{err} {hint}") from err
-    if root is None:
-        raise FileNotFoundError(f"No local data folder is set (`data_dir` or ${C.DATA_DIR_ENV}). {hint}")
-    return root
+    return mirror_only("tcga", data_dir, hint)
 
 
 def _need(path: Path, what: str) -> Path:
