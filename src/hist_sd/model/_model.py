@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hist_sd._core._grid import SQUARE_LAYOUTS
-from hist_sd.model._checkpoint import check_finite, rebuild_net
+from hist_sd.model._checkpoint import check_finite, check_header, rebuild_net, save_state
 from hist_sd.model._forward import forward_section
 from hist_sd.model._section import slide_normalise
 from hist_sd.model._spec import MethodSpec, get_method
@@ -261,15 +261,7 @@ class HistModel:
         overwrite
             Replace an existing file.
         """
-        import torch
-
-        from hist_sd._core._files import atomic_path
-
-        path = Path(path)
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            torch.save(self.state(), tmp)
-        logger.info("saved model to %s", path)
-        return path
+        return save_state(self.state(), path, overwrite=overwrite, what="model")
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> HistModel:
@@ -279,17 +271,7 @@ class HistModel:
                 "This file is not a hist_sd model checkpoint (no 'format': 'hist_sd.model' entry). "
                 "Encoder weights go to `hs.pp.features(..., weights=...)`, not to `load_model`."
             )
-        if int(state.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(
-                f"Checkpoint format version {state['format_version']} is newer than this hist_sd "
-                f"({FORMAT_VERSION}); upgrade hist_sd."
-            )
-        missing = [k for k in _REQUIRED if k not in state]
-        if missing:
-            raise ValueError(
-                f"The checkpoint lacks {', '.join(map(repr, missing))}: it is incomplete or was not written by "
-                "`HistModel.save`."
-            )
+        check_header(state, version=FORMAT_VERSION, required=_REQUIRED, writer="HistModel.save")
         check_finite(state, ("feature_mean", "feature_std", "target_mean", "target_std", "projection"))
         net = rebuild_net(state)
         return cls(

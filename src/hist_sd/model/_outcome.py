@@ -185,27 +185,16 @@ class OutcomeModel:
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Save the model to ``path`` (a ``.pt`` file), atomically; an existing file needs ``overwrite=True``."""
-        import torch
+        from hist_sd.model._checkpoint import save_state
 
-        from hist_sd._core._files import atomic_path
-
-        path = Path(path)
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            torch.save(self.state(), tmp)
-        logger.info("saved outcome model to %s", path)
-        return path
+        return save_state(self.state(), path, overwrite=overwrite, what="outcome model")
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OutcomeModel:
         """Rebuild a model from :meth:`state` (refusing incomplete or non-finite checkpoints)."""
-        from hist_sd.model._checkpoint import check_finite, rebuild_net
+        from hist_sd.model._checkpoint import check_finite, check_header, rebuild_net
 
-        if int(state.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"Outcome checkpoint format {state['format_version']} is newer than this hist_sd; upgrade.")
-        missing = [k for k in _REQUIRED if k not in state]
-        if missing:
-            raise ValueError(f"The checkpoint lacks {', '.join(map(repr, missing))}: it was not written by "
-                             "`OutcomeModel.save`.")
+        check_header(state, version=FORMAT_VERSION, required=_REQUIRED, writer="OutcomeModel.save")
         check_finite(state, ("gene_mean", "gene_std"))
         shape = state.get("shape")
         return cls(net=rebuild_net(state), task=str(state["task"]), genes=list(state["genes"]),

@@ -231,26 +231,16 @@ class SurvivalModel:
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
         """Save the model to ``path`` (a ``.pt`` file), atomically; an existing file needs ``overwrite=True``."""
-        import torch
+        from hist_sd.model._checkpoint import save_state
 
-        from hist_sd._core._files import atomic_path
-
-        path = Path(path)
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            torch.save(self.state(), tmp)
-        logger.info("saved survival model to %s", path)
-        return path
+        return save_state(self.state(), path, overwrite=overwrite, what="survival model")
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> SurvivalModel:
         """Rebuild a model from :meth:`state`."""
-        from hist_sd.model._checkpoint import check_finite, rebuild_net
+        from hist_sd.model._checkpoint import check_finite, check_header, rebuild_net
 
-        if int(state.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"Survival checkpoint format {state['format_version']} is newer than this hist_sd; upgrade.")
-        missing = [k for k in _REQUIRED if k not in state]
-        if missing:
-            raise ValueError(f"The checkpoint lacks {', '.join(map(repr, missing))}: it was not written by `SurvivalModel.save`.")
+        check_header(state, version=FORMAT_VERSION, required=_REQUIRED, writer="SurvivalModel.save")
         check_finite(state, _ARRAYS)
         net = rebuild_net(state)
         arrays = {k: None if state.get(k) is None else state[k].numpy() for k in _ARRAYS}
