@@ -126,6 +126,10 @@ def test_benchmark_tables_read_existing_result_files() -> None:
         "benchmarks/her2st/tumor_labels.csv",
         "benchmarks/her2st/tumor_segmentation.csv",
         "benchmarks/survival/summary.csv",
+        "benchmarks/downstream/downstream.csv",
+        "benchmarks/outcome/synthetic.csv",
+        "benchmarks/outcome/tcga_head.csv",
+        "benchmarks/features/features.csv",
     }
     for t in tables:
         df = pd.read_csv(DOCS / t["path"])
