@@ -49,6 +49,8 @@ def test_tutorials_exist_and_are_listed() -> None:
         "02_tumour_regions.py",
         "03_whole_slide.py",
         "04_survival_ghanet.py",
+        "05_downstream_biology.py",
+        "06_application_module.py",
     ]
     index = (ROOT / "docs" / "tutorials" / "index.md").read_text(encoding="utf-8")
     for path in TUTORIALS:
