@@ -69,10 +69,11 @@ os.environ.setdefault(
     "ignore:IProgress not found,ignore:'n_jobs' is not a valid key,ignore:'show_progress_bar' is not a valid key",
 )
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-# the tutorials run in their own folder: a relative data mirror (`HIST_SD_DATA_DIR=../shared/data`, as the README
-# and CI give it) is resolved here, from where sphinx-build was started
+# the tutorials run in their own folder and Sphinx reads this file from docs/: a relative data mirror
+# (`HIST_SD_DATA_DIR=../shared/data`, as the README and CI give it) is resolved from where sphinx-build was started
 if os.environ.get("HIST_SD_DATA_DIR"):
-    os.environ["HIST_SD_DATA_DIR"] = str(Path(os.environ["HIST_SD_DATA_DIR"]).expanduser().resolve())
+    _launch = Path(os.environ.get("PWD") or Path(__file__).resolve().parents[1])
+    os.environ["HIST_SD_DATA_DIR"] = str((_launch / Path(os.environ["HIST_SD_DATA_DIR"]).expanduser()).resolve())
 
 # --- API reference ---------------------------------------------------------------------------------------------
 autosummary_generate = True
