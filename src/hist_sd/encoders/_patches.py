@@ -58,22 +58,35 @@ class PatchReader:
     xy
         ``(n, 2)`` patch centres ``(x, y)`` in image pixels.
     patch_px
-        Side of the square crop in image pixels.
+        Side of the square crop in image pixels, or several sides: concentric crops of every spot, all cut from
+        one read of the largest (:meth:`read_sizes`; :meth:`read` returns the first).
     out_size
         Side of the returned patches (resized with bilinear/area-aware PIL resampling when it differs).
     """
 
     def __init__(
-        self, image: Any, xy: np.ndarray, patch_px: int, out_size: int, *, window_bytes: int = WINDOW_BYTES
+        self,
+        image: Any,
+        xy: np.ndarray,
+        patch_px: int | Sequence[int],
+        out_size: int,
+        *,
+        window_bytes: int = WINDOW_BYTES,
     ) -> None:
         data = image.data if hasattr(image, "dims") else image  # xarray -> numpy/dask
         if data.ndim != 3 or data.shape[0] != 3:
             raise ValueError(f"The image must be (3, height, width) RGB; got shape {tuple(data.shape)}.")
         self.data = data
         self.height, self.width = int(data.shape[1]), int(data.shape[2])
-        self.patch_px = int(patch_px)
+        self.sizes = tuple(int(p) for p in np.atleast_1d(np.asarray(patch_px)))
+        if not self.sizes:
+            raise ValueError("`patch_px` must hold at least one patch side.")
+        self.patch_px = max(self.sizes)  # the crop that is read; the others are cut from it
         self.out_size = int(out_size)
         self.corners = patch_windows(xy, self.patch_px)
+        # top-left corner of each size's window inside the largest one, (n, n_sizes, 2): the very pixels a reader
+        # of that size alone would crop (corners are rounded per size, so the offsets are not always (P - p) / 2)
+        self.offsets = np.stack([patch_windows(xy, p) - self.corners for p in self.sizes], axis=1)
         self._region = region_reader(data)  # a file that decodes regions directly (a lazily read JPEG)
         self._window_bytes = int(window_bytes)
         self._window: tuple[int, int, int, int, np.ndarray] | None = None
@@ -108,13 +121,23 @@ class PatchReader:
             return w[4][y0 - w[0] : y1 - w[0], x0 - w[2] : x1 - w[2]]
 
     def read(self, idx: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Patches of the spots ``idx`` as ``(len(idx), out_size, out_size, 3)`` uint8."""
+        """Patches of the spots ``idx`` (of the first size) as ``(len(idx), out_size, out_size, 3)`` uint8."""
+        return self.read_sizes(idx, [0])[:, 0]
+
+    def read_sizes(self, idx: Sequence[int] | np.ndarray, which: Sequence[int] | None = None) -> np.ndarray:
+        """Concentric patches of the spots ``idx`` as ``(len(idx), len(which), out_size, out_size, 3)`` uint8.
+
+        ``which`` picks sizes by position in ``sizes`` (default: all). Each spot's largest window is read once
+        (padded with white over the image border) and the smaller ones are cut from it, then all are resized.
+        """
         idx = np.asarray(idx, dtype=np.int64)
+        which = list(range(len(self.sizes))) if which is None else [int(j) for j in which]
         p, s = self.patch_px, self.out_size
-        out = np.empty((len(idx), s, s, 3), dtype=np.uint8)
+        out = np.empty((len(idx), len(which), s, s, 3), dtype=np.uint8)
         if len(idx) == 0:
             return out
         c = self.corners[idx]
+        off = self.offsets[idx]
         patch = np.empty((p, p, 3), dtype=np.uint8)
         for group in self._groups(c):
             x0 = max(int(c[group, 0].min()), 0)
@@ -135,7 +158,9 @@ class PatchReader:
                     if ax1 > ax0 and ay1 > ay0:
                         patch[ay0 - cy : ay1 - cy, ax0 - cx : ax1 - cx] = region[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0]
                     crop = patch
-                out[k] = resize(crop, s)
+                for j, size in enumerate(which):
+                    ox, oy, q = int(off[k, size, 0]), int(off[k, size, 1]), self.sizes[size]
+                    out[k, j] = resize(crop[oy : oy + q, ox : ox + q], s)
         return out
 
     def _groups(self, c: np.ndarray) -> list[list[int]]:
@@ -159,6 +184,39 @@ class PatchReader:
                 groups.append([k])
                 lo, hi = c[k].copy(), c[k] + p
         return groups
+
+
+#: The 8 dihedral transforms of a ``(n, y, x, c)`` stack of square patches, in the order test-time views use them:
+#: identity, horizontal flip, vertical flip, 180° rotation, then the transposes (``y <-> x``) of those four.
+DIHEDRAL: tuple[Callable[[np.ndarray], np.ndarray], ...] = (
+    lambda p: p,
+    lambda p: p[:, :, ::-1],
+    lambda p: p[:, ::-1, :],
+    lambda p: p[:, ::-1, ::-1],
+    lambda p: p.swapaxes(1, 2),
+    lambda p: p[:, :, ::-1].swapaxes(1, 2),
+    lambda p: p[:, ::-1, :].swapaxes(1, 2),
+    lambda p: p[:, ::-1, ::-1].swapaxes(1, 2),
+)
+#: Numbers of test-time views :func:`dihedral_views` accepts (the first ``k`` of :data:`DIHEDRAL`).
+VIEWS = (1, 2, 4, 8)
+
+
+def dihedral_views(patches: np.ndarray, views: int) -> np.ndarray:
+    """``(n, s, s, 3)`` patches -> ``(n * views, s, s, 3)``: each patch under the first ``views`` of :data:`DIHEDRAL`.
+
+    Rows are patch-major (the ``views`` views of patch 0, then of patch 1, ...), contiguous; ``views=1`` returns
+    ``patches`` itself.
+    """
+    if views not in VIEWS:
+        raise ValueError(f"`views` must be one of {list(VIEWS)}, got {views!r}.")
+    if views == 1:
+        return patches
+    n = len(patches)
+    out = np.empty((n, views, *patches.shape[1:]), dtype=patches.dtype)
+    for v in range(views):
+        out[:, v] = DIHEDRAL[v](patches)
+    return out.reshape(n * views, *patches.shape[1:])
 
 
 def resize(patch: np.ndarray, size: int) -> np.ndarray:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -18,8 +19,10 @@ from hist_sd._docs import doc_params
 from hist_sd.encoders._onnx import BACKENDS
 from hist_sd.encoders._patches import (
     STAIN_METHODS,
+    VIEWS,
     PatchReader,
     StainNormalizer,
+    dihedral_views,
     pick_reference,
     prefetch,
     raster_order,
@@ -44,7 +47,8 @@ def features(
     *,
     encoder: str | nn.Module | Callable[..., Any] | Encoder = "efficientnet-lite0",
     weights: str | os.PathLike[str] | None = None,
-    patch_um: float | None = None,
+    patch_um: float | Sequence[float] | None = None,
+    views: int = 1,
     batch_size: int = 8,
     device: str | torch.device = "auto",
     stain_norm: str | None = None,
@@ -66,6 +70,8 @@ def features(
     (padded with white where it reaches over the image border), resized to the encoder's input size,
     optionally stain-normalised, normalised with the encoder's mean/std and encoded in batches. Patches
     are streamed: worker threads read and prepare the next batches while the model runs on the current one.
+    Several ``patch_um`` sizes give multi-scale context (one concentric patch per size, features concatenated);
+    ``views`` averages each patch's features over flips and rotations (test-time augmentation).
 
     Parameters
     ----------
@@ -80,9 +86,22 @@ def features(
         Path of a checkpoint for the encoder (required for ``"ctranspath"`` and timm models).
     patch_um
         Patch side in µm; by default the spot diameter ``uns["hist_sd"]["spot_diameter_um"]`` (as in HiST).
+        A sequence of distinct sizes, e.g. ``(100, 200, 400)``, encodes one concentric patch per size around
+        every centre, each resized to the encoder's input size: the features are the concatenation of the
+        sizes' features in the given order, ``(n_obs, len(patch_um) * dim)``, and
+        ``uns[key_added]["params"]["blocks"]`` says which columns hold which size. The sizes of a spot are cut
+        from one read of its largest patch (on a whole slide, from one read per pyramid level used: each size
+        comes from the coarsest stored level that keeps the encoder's input size, as a single size would).
+    views
+        Test-time views: 1, 2, 4 or 8. Each patch is encoded under the first ``views`` of the 8 dihedral
+        transforms (identity, horizontal flip, vertical flip, 180° rotation, then the transposes of these four)
+        and its features are the mean over the views. The views go through the encoder in the same batches as
+        other patches, so the run takes about ``views`` times as long.
     batch_size
         Patches per forward pass. On CPUs small batches are as fast as large ones (activations stay in cache)
         and keep memory low: 8 by default (measured here: 16 is no faster and costs ~250 MiB more at its peak).
+        With several sizes or views, a spot's patches are encoded together with other spots' patches in
+        passes of ``batch_size`` patches.
     device
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, …  Preprocessing always runs on the
         CPU, so the features agree across devices up to float rounding.
@@ -91,7 +110,8 @@ def features(
         encoder's normalisation. Patches with almost no tissue are left unchanged.
     stain_reference
         RGB reference image ``(y, x, 3)`` for ``stain_norm``; by default the patch of this slide with the most
-        tissue (among up to 256 evenly spread spots).
+        tissue (among up to 256 evenly spread spots; patches of the first size when ``patch_um`` is a sequence).
+        All sizes and views of a patch are normalised with the same reference.
     encoder_kwargs
         Extra options for :func:`hist_sd.pp.get_encoder` (e.g. ``input_size``, ``mean``, ``std``, ``name``).
     num_workers
@@ -122,10 +142,15 @@ def features(
     -------
     Nothing; writes to the table:
 
-    - ``.obsm[key_added]``: ``(n_obs, dim)`` float32 features, rows in table order.
-    - ``.uns[key_added]["params"]``: encoder name, dim, weights (``"<package>==<version>"`` for packaged weights,
-      else the file path) and SHA-256, ``patch_um``, ``patch_px``,
-      input size, mean/std, stain normalisation.
+    - ``.obsm[key_added]``: ``(n_obs, dim)`` float32 features, rows in table order (``(n_obs, k * dim)`` for
+      ``k`` patch sizes).
+    - ``.uns[key_added]["params"]``: encoder name, dim (the encoder's output dimension), weights
+      (``"<package>==<version>"`` for packaged weights, else the file path) and SHA-256, ``patch_um`` and
+      ``patch_px`` (numbers, or arrays in the given order for a sequence of sizes), ``views``, input size,
+      mean/std, stain normalisation. For a sequence of sizes also ``"blocks"``: ``{"patch_um": sizes,
+      "start": first columns, "stop": ends}`` (arrays, one entry per size; columns ``start[i]:stop[i]`` of
+      ``obsm[key_added]`` hold size ``i``'s features). Blocks are stored column-wise because h5ad and zarr
+      cannot store a list of dictionaries.
     """
     import torch
 
@@ -140,30 +165,31 @@ def features(
         num_threads=num_threads,
         precision=precision,
         backend=backend,
+        views=views,
         overwrite=overwrite,
     )
     mpp = get_mpp(table)
     meta = get_meta(table)
-    patch_um, patch_px = _patch_size(patch_um, meta, mpp)
-    image, xy = _image_and_centres(sdata, table, image_key, patch_um=patch_um, patch_px=patch_px)
+    sizes_um, sizes_px = _patch_sizes(patch_um, meta, mpp)
+    _, xy = _image_and_centres(sdata, table, image_key, patch_um=max(sizes_um), patch_px=max(sizes_px))
 
     enc = get_encoder(encoder, weights=weights, device=device, **dict(encoder_kwargs or {}))
     dev = enc.device
     _check_precision(precision, dev)
     runner = _runner(backend, enc, dev, precision)
-    image, xy, read_px = _closest_level(sdata, table, image_key, xy, patch_px, enc.input_size)
-    reader = PatchReader(image, xy, read_px, enc.input_size)
+    levels = _level_readers(sdata, table, image_key, xy, sizes_px, enc.input_size)
 
-    normalizer, ref_index = _stain_normalizer(reader, stain_norm, stain_reference)
+    normalizer, ref_index = _stain_normalizer(levels[0].reader, stain_norm, stain_reference)
 
-    order = raster_order(xy, patch_px)
+    order = raster_order(levels[0].xy, min(sizes_px))
     n_model = int(num_threads or torch.get_num_threads()) if dev.type == "cpu" else 1
     out = _encode_patches(
-        reader,
+        levels,
         normalizer,
         enc,
         order,
         n_obs=table.n_obs,
+        views=views,
         batch_size=batch_size,
         num_workers=num_workers,
         n_model=n_model,
@@ -175,7 +201,7 @@ def features(
         logger.warning("%s: %d features are not finite.", key_added, int((~np.isfinite(out)).sum()))
     if normalizer is not None and normalizer.skipped:
         logger.info("%s: %d of %d patches had too little tissue for stain normalisation and were kept as they are.",
-                    key_added, normalizer.skipped, table.n_obs)
+                    key_added, normalizer.skipped, table.n_obs * len(sizes_px))
 
     _write_features(
         table,
@@ -183,8 +209,8 @@ def features(
         out,
         enc,
         {
-            "patch_um": patch_um,
-            "patch_px": patch_px,
+            **_size_params(patch_um, sizes_um, sizes_px, enc.dim),
+            "views": int(views),
             "mpp": mpp,
             "stain_norm": stain_norm,
             "stain_reference": "user" if ref_index is None and stain_norm else (
@@ -210,6 +236,7 @@ def _check_features_args(
     num_threads: int | None,
     precision: str,
     backend: str,
+    views: int,
     overwrite: bool,
 ) -> None:
     """Check the arguments of :func:`features` and that the table has spots to encode."""
@@ -231,6 +258,8 @@ def _check_features_args(
         raise ValueError(f"`backend` must be one of {list(BACKENDS)}, got {backend!r}.")
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"`precision` must be 'float32' or 'bfloat16', got {precision!r}.")
+    if isinstance(views, bool) or not isinstance(views, int | np.integer) or int(views) not in VIEWS:
+        raise ValueError(f"`views` must be one of {list(VIEWS)} (dihedral test-time views), got {views!r}.")
     if table.n_obs == 0:
         raise ValueError("The table has no rows: there is no spot to encode.")
     if C.SPATIAL not in table.obsm:
@@ -252,10 +281,79 @@ def _patch_size(patch_um: float | None, meta: Mapping[str, Any], mpp: float) -> 
     return patch_um, patch_px
 
 
+def _patch_sizes(
+    patch_um: float | Sequence[float] | None, meta: Mapping[str, Any], mpp: float
+) -> tuple[list[float], list[int]]:
+    """The patch sides in µm and in pixels: one for a number (or ``None``), one per size for a sequence, checked."""
+    if patch_um is None or np.ndim(patch_um) == 0:
+        um, px = _patch_size(None if patch_um is None else float(patch_um), meta, mpp)
+        return [um], [px]
+    if np.ndim(patch_um) != 1 or len(patch_um) == 0:
+        raise ValueError(f"`patch_um` must be a number of µm or a non-empty sequence of them, got {patch_um!r}.")
+    sizes = [_patch_size(v, meta, mpp) for v in patch_um]
+    um = [v for v, _ in sizes]
+    if len(set(um)) < len(um):
+        raise ValueError(f"`patch_um` must not repeat a size, got {um}.")
+    px = [p for _, p in sizes]
+    if len(set(px)) < len(px):
+        raise ValueError(
+            f"`patch_um`={um} µm gives patches of {px} px at {mpp:.3g} µm per pixel: two sizes are the same patch. "
+            "Give sizes at least a pixel apart."
+        )
+    return um, px
+
+
+def _size_params(
+    patch_um: float | Sequence[float] | None, sizes_um: list[float], sizes_px: list[int], dim: int
+) -> dict[str, Any]:
+    """``patch_um`` / ``patch_px`` as recorded (numbers for one size, lists and column blocks for a sequence)."""
+    if patch_um is None or np.ndim(patch_um) == 0:
+        return {"patch_um": sizes_um[0], "patch_px": sizes_px[0]}
+    return {
+        "patch_um": list(sizes_um),
+        "patch_px": list(sizes_px),
+        "blocks": {
+            "patch_um": list(sizes_um),
+            "start": [i * int(dim) for i in range(len(sizes_um))],
+            "stop": [(i + 1) * int(dim) for i in range(len(sizes_um))],
+        },
+    }
+
+
+class _LevelReader(NamedTuple):
+    """A patch reader of one image level, the centres in its pixels and the sizes it cuts (positions)."""
+
+    reader: PatchReader
+    xy: np.ndarray
+    positions: list[int]
+
+
+def _level_readers(
+    sdata: SpatialData, table: AnnData, image_key: str | None, xy: np.ndarray, patch_px: Sequence[int],
+    input_size: int,
+) -> list[_LevelReader]:
+    """One patch reader per image level read, the first holding the first size (as its own first size).
+
+    Each size is read from its :func:`_closest_level`; the sizes of one level are cut from one read of their largest.
+    """
+    chosen: dict[int, tuple[Any, float, list[int]]] = {}
+    for j, px in enumerate(patch_px):
+        index, image, factor = _closest_level(sdata, table, image_key, int(px), input_size)
+        chosen.setdefault(index, (image, factor, []))[2].append(j)
+    out = []
+    for index, (image, factor, positions) in chosen.items():
+        if index == 0:  # full resolution: the centres and sides as given
+            level_xy, read_px = xy, [int(patch_px[j]) for j in positions]
+        else:
+            level_xy, read_px = xy / factor, [max(int(round(patch_px[j] / factor)), 1) for j in positions]
+        out.append(_LevelReader(PatchReader(image, level_xy, read_px, input_size), level_xy, positions))
+    return out
+
+
 def _closest_level(
-    sdata: SpatialData, table: AnnData, image_key: str | None, xy: np.ndarray, patch_px: int, input_size: int
-) -> tuple[Any, np.ndarray, int]:
-    """The image level to cut patches from, the centres in its pixels and the patch side in its pixels.
+    sdata: SpatialData, table: AnnData, image_key: str | None, patch_px: int, input_size: int
+) -> tuple[int, Any, float]:
+    """The image level to cut ``patch_px`` patches from: its index, the level and its downsample factor.
 
     For a whole slide (:func:`hist_sd.io.read_wsi`): the coarsest pyramid level stored in the slide file that
     still holds at least ``input_size`` pixels per patch side, so a 40x slide's 100 µm patches (400 px) are read
@@ -269,7 +367,7 @@ def _closest_level(
     key = resolve_image_key(sdata, image_key)
     levels = image_levels(sdata.images[key])
     if key not in sdata.attrs.get(C.UNS_KEY, {}).get(C.WSI_KEY, {}):
-        return levels[0][1], xy, patch_px
+        return 0, levels[0][1], 1.0
     full_w = int(levels[0][1].shape[-1])
     best = 0
     for i in range(1, len(levels)):
@@ -277,10 +375,11 @@ def _closest_level(
         if patch_px / factor >= input_size and stored_source(levels, i) == i:
             best = i
     if best == 0:
-        return levels[0][1], xy, patch_px
+        return 0, levels[0][1], 1.0
     factor = full_w / int(levels[best][1].shape[-1])
-    logger.info("features: patches read from pyramid level %s (downsample %.3g)", levels[best][0], factor)
-    return levels[best][1], xy / factor, max(int(round(patch_px / factor)), 1)
+    logger.info("features: %d px patches read from pyramid level %s (downsample %.3g)", patch_px, levels[best][0],
+                factor)
+    return best, levels[best][1], factor
 
 
 def _image_and_centres(
@@ -314,12 +413,13 @@ def _stain_normalizer(
 
 
 def _encode_patches(
-    reader: PatchReader,
+    levels: Sequence[_LevelReader],
     normalizer: StainNormalizer | None,
     enc: Encoder,
     order: np.ndarray,
     *,
     n_obs: int,
+    views: int = 1,
     batch_size: int,
     num_workers: int,
     n_model: int,
@@ -327,31 +427,45 @@ def _encode_patches(
     runner: Callable[[Any], np.ndarray] | None = None,
     progress: bool,
 ) -> np.ndarray:
-    """Features of all patches, read in batches along ``order``, encoded by ``n_model`` parallel passes."""
+    """Features of all patches, read in batches along ``order``, encoded by ``n_model`` parallel passes.
+
+    A spot gives ``n_sizes * views`` patches; a batch holds the fewest spots whose patches fill whole encoder
+    passes of ``batch_size`` (``batch_size`` spots for one size and view, as without either), so memory stays
+    bounded by ``lcm(batch_size, n_sizes * views)`` patches per batch in flight.
+    """
     import torch
 
     dev = enc.device
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    n_sizes = sum(len(level.positions) for level in levels)
+    spots = batch_size // math.gcd(batch_size, n_sizes * views)
+    batches = [order[i : i + spots] for i in range(0, len(order), spots)]
     pin = dev.type == "cuda"
 
     def prepare(idx: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
-        patches = reader.read(idx)
+        patches = _read_patches(levels, idx, n_sizes)
         if normalizer is not None:
             patches = normalizer(patches)
-        return idx, to_model_input(patches, enc.mean, enc.std, pin=pin)
+        return idx, to_model_input(dihedral_views(patches, views), enc.mean, enc.std, pin=pin)
 
     cpu = dev.type == "cpu"
     bf16 = precision == "bfloat16"
 
-    def encode(item: tuple[np.ndarray, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
-        idx, x = item
+    def forward(x: torch.Tensor) -> np.ndarray:
         if runner is not None:  # ONNX Runtime, on the CPU
-            return idx, _checked(runner(x), idx, enc)
+            return _checked(runner(x), len(x), enc)
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             feats = enc.module(x.to(dev, non_blocking=pin))
-        return idx, _checked(feats.float().cpu().numpy(), idx, enc)
+        return _checked(feats.float().cpu().numpy(), len(x), enc)
 
-    out = np.empty((n_obs, enc.dim), dtype=np.float32)
+    def encode(item: tuple[np.ndarray, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        idx, x = item
+        if len(x) <= batch_size:
+            feats = forward(x)
+        else:
+            feats = np.concatenate([forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+        return idx, _pool_views(feats, len(idx), n_sizes, views)
+
+    out = np.empty((n_obs, n_sizes * enc.dim), dtype=np.float32)
     old_threads = torch.get_num_threads()
     if cpu:  # one intra-op thread per batch, batches in parallel: no OpenMP barriers, and bitwise reproducible
         torch.set_num_threads(1)
@@ -368,9 +482,29 @@ def _encode_patches(
     return out
 
 
-def _checked(feats: np.ndarray, idx: np.ndarray, enc: Encoder) -> np.ndarray:
-    if feats.ndim != 2 or feats.shape != (len(idx), enc.dim):
-        raise ValueError(f"Encoder {enc.name!r} returned shape {tuple(feats.shape)}, expected ({len(idx)}, {enc.dim}).")
+def _read_patches(levels: Sequence[_LevelReader], idx: np.ndarray, n_sizes: int) -> np.ndarray:
+    """``(len(idx) * n_sizes, s, s, 3)`` patches of the spots ``idx``, spot-major, sizes in their given order."""
+    if len(levels) == 1:  # the sizes of one level, in order
+        patches = levels[0].reader.read_sizes(idx)
+    else:
+        s = levels[0].reader.out_size
+        patches = np.empty((len(idx), n_sizes, s, s, 3), dtype=np.uint8)
+        for level in levels:
+            patches[:, level.positions] = level.reader.read_sizes(idx)
+    return patches.reshape(-1, *patches.shape[2:])
+
+
+def _pool_views(feats: np.ndarray, n_spots: int, n_sizes: int, views: int) -> np.ndarray:
+    """``(n_spots * n_sizes * views, dim)`` -> ``(n_spots, n_sizes * dim)``: mean over views, sizes side by side."""
+    if views == 1:
+        return feats.reshape(n_spots, -1)
+    mean = feats.reshape(n_spots, n_sizes, views, -1).mean(axis=2, dtype=np.float64)
+    return mean.astype(np.float32).reshape(n_spots, -1)
+
+
+def _checked(feats: np.ndarray, n: int, enc: Encoder) -> np.ndarray:
+    if feats.ndim != 2 or feats.shape != (n, enc.dim):
+        raise ValueError(f"Encoder {enc.name!r} returned shape {tuple(feats.shape)}, expected ({n}, {enc.dim}).")
     return feats
 
 
@@ -400,9 +534,9 @@ def _write_features(
 ) -> None:
     """Write the features to ``obsm[key_added]``, the encoder's and run's parameters to ``uns[key_added]``."""
     old = table.obsm.get(key_added)
-    if old is not None and np.shape(old)[1:] != (enc.dim,):
+    if old is not None and np.shape(old)[1:] != out.shape[1:]:
         logger.warning("%s: replacing %s features of dimension %s by %d-d ones.", key_added, key_added,
-                       np.shape(old)[1:], enc.dim)
+                       np.shape(old)[1:], out.shape[1])
     table.obsm[key_added] = out
     params = dict(enc.describe())
     params.update(run_params)
