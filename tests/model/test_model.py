@@ -67,3 +67,27 @@ def test_a_visium_model_predicts_visium(recorded, genes):
     assert np.isfinite(test.obsm["hist_pred"]).all()
     with pytest.raises(ValueError, match="hexagonal"):
         hs.tl.predict(recorded["C1"].copy(), model)
+
+
+def _multiscale(ad, sizes):
+    """The slide with features recorded as the concatenation of one block per patch size (``pp.features``)."""
+    m = ad.copy()
+    m.uns["X_hist"] = {"params": {"encoder": "synthetic", "patch_um": np.asarray(sizes, float), "mpp": 2.0}}
+    return m
+
+
+def test_multiscale_features_are_recorded_saved_and_checked(recorded, genes, tmp_path):
+    sizes = (100.0, 200.0, 400.0)
+    model = hs.tl.train([_multiscale(recorded["A1"], sizes), _multiscale(recorded["B1"], sizes)], genes=genes, **FAST)
+    assert model.patch_um == [100.0, 200.0, 400.0]
+    back = hs.tl.load_model(model.save(tmp_path / "m.pt"))
+    assert back.patch_um == [100.0, 200.0, 400.0]
+    same = _multiscale(recorded["C1"], (100.2, 200.0, 400.0))  # within 1 %
+    hs.tl.predict(same, back)
+    assert same.obsm["hist_pred"].shape == (same.n_obs, len(genes))
+    for other in ((100.0, 200.0), (100.0, 400.0, 200.0), (100.0,)):
+        with pytest.raises(ValueError, match=r"\(100, 200, 400\) µm patches.*patch_um=\(100, 200, 400\)"):
+            hs.tl.predict(_multiscale(recorded["C1"], other), back)
+    with pytest.raises(ValueError, match="patches of different sizes"):
+        hs.tl.train([_multiscale(recorded["A1"], sizes), _multiscale(recorded["B1"], (100.0, 200.0))],
+                    genes=genes, **FAST)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hist_sd._core._grid import SQUARE_LAYOUTS
+from hist_sd._core._validate import patch_sizes, patch_text, same_patches
 from hist_sd.model._checkpoint import check_finite, check_header, rebuild_net, save_state
 from hist_sd.model._forward import forward_section
 from hist_sd.model._section import slide_normalise
@@ -35,6 +36,12 @@ FORMAT = "hist_sd.model"
 FORMAT_VERSION = 2
 #: Relative difference of patch sizes (µm) tolerated between training and prediction features.
 PATCH_TOLERANCE = 0.01
+
+
+def _patch_record(value: Any) -> float | list[float] | None:
+    """A stored ``patch_um``: one size as a float, the sizes of multi-scale features as a list."""
+    sizes = patch_sizes(value)
+    return None if sizes is None else sizes[0] if len(sizes) == 1 else list(sizes)
 #: Entries every checkpoint has.
 _REQUIRED = (
     "model_class", "hparams", "state_dict", "method", "task", "genes", "features_key", "encoder", "feature_dim",
@@ -94,7 +101,7 @@ class HistModel:
     target_mean: np.ndarray
     target_std: np.ndarray
     grid: dict[str, Any] = field(default_factory=lambda: {"pad_multiple": 16, "layout": "st"})
-    patch_um: float | None = None
+    patch_um: float | list[float] | None = None
     mpp: float | None = None
     spacing_um: float | None = None
     feature_norm: str = "global"
@@ -160,7 +167,7 @@ class HistModel:
         features_key: str,
         feature_dim: int,
         encoder: str | None,
-        patch_um: float | None = None,
+        patch_um: float | Sequence[float] | None = None,
         layout: str | None = None,
     ) -> None:
         """Refuse data the model was not trained for (feature dimension, encoder, patch size, grid layout).
@@ -189,14 +196,12 @@ class HistModel:
                 f"Checkpoint mismatch: the model was trained on features from encoder {self.encoder!r}, "
                 f"but `obsm[{features_key!r}]` was computed with {encoder!r}."
             )
-        if (
-            patch_um is not None and self.patch_um is not None
-            and abs(float(patch_um) - self.patch_um) > PATCH_TOLERANCE * self.patch_um
-        ):
+        theirs, ours = patch_sizes(patch_um), patch_sizes(self.patch_um)
+        if theirs is not None and ours is not None and not same_patches(theirs, ours, rtol=PATCH_TOLERANCE):
             raise ValueError(
-                f"Checkpoint mismatch: the model was trained on features of {self.patch_um:g} µm patches, but "
-                f"`obsm[{features_key!r}]` was computed from {float(patch_um):g} µm patches. Recompute them with "
-                f"`hs.pp.features(..., patch_um={self.patch_um:g})`."
+                f"Checkpoint mismatch: the model was trained on features of {patch_text(ours)} µm patches, but "
+                f"`obsm[{features_key!r}]` was computed from {patch_text(theirs)} µm patches. Recompute them with "
+                f"`hs.pp.features(..., patch_um={patch_text(ours)})`."
             )
         known = self.layout if self.layout != "auto" else None
         if layout is not None and known is not None and (layout in SQUARE_LAYOUTS) != (known in SQUARE_LAYOUTS):
@@ -287,7 +292,7 @@ class HistModel:
             target_mean=state["target_mean"].numpy(),
             target_std=state["target_std"].numpy(),
             grid=dict(state.get("grid", {})),
-            patch_um=None if state.get("patch_um") is None else float(state["patch_um"]),
+            patch_um=_patch_record(state.get("patch_um")),
             mpp=None if state.get("mpp") is None else float(state["mpp"]),
             spacing_um=None if state.get("spacing_um") is None else float(state["spacing_um"]),
             feature_norm=str(state.get("feature_norm", "global")),

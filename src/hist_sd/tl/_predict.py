@@ -16,6 +16,7 @@ from hist_sd._core._data import is_prediction, resolve
 from hist_sd._core._grid import pick_layout
 from hist_sd._core._params import check_key_free, input_keys, log_written, store_params
 from hist_sd._core._runtime import get_device
+from hist_sd._core._validate import patch_sizes, patch_text
 from hist_sd._core._warnings import GridSpacingWarning, TooFewGenesWarning, UnrecordedFeaturesWarning
 from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, load_model, prepare_section
@@ -161,7 +162,7 @@ def _check_features(adata: AnnData, model: HistModel) -> str:
         features_key=model.features_key,
         feature_dim=int(np.shape(adata.obsm[model.features_key])[1]),
         encoder=str(params["encoder"]) if "encoder" in params else None,
-        patch_um=float(params["patch_um"]) if "patch_um" in params else None,
+        patch_um=params.get("patch_um"),
         layout=layout,
     )
     spacing = adata.uns.get(C.UNS_KEY, {}).get(C.SPOT_SPACING_UM)
@@ -170,7 +171,7 @@ def _check_features(adata: AnnData, model: HistModel) -> str:
             warnings.warn(
                 f"The spots or tiles of this slide are {float(spacing):g} µm apart; the {model.method!r} model learned "
                 f"spatial context on spots {model.spacing_um:g} µm apart. Tile at `tile_um={model.spacing_um:g}` "
-                f"and compute features with `patch_um={model.patch_um or model.spacing_um:g}`.",
+                f"and compute features with `patch_um={patch_text(patch_sizes(model.patch_um) or (model.spacing_um,))}`.",
                 GridSpacingWarning,
                 stacklevel=3,
             )

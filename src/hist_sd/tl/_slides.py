@@ -20,6 +20,7 @@ import pandas as pd
 
 from hist_sd._core._files import atomic_path
 from hist_sd._core._runtime import progress as progress_bar
+from hist_sd._core._validate import patch_sizes
 from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class _Job:
     zarr: str
     mpp: float | None
     tile_um: float
-    patch_um: float | None
+    patch_um: float | list[float] | None
     features_kwargs: dict[str, Any]
     overwrite: bool
 
@@ -107,10 +108,12 @@ def check_slides_args(
     if bad:
         raise ValueError(f"`features_kwargs` must not set {bad}: predict_slides sets them from the model.")
     model = _check_model(model)
-    tile = tile_um or model.spacing_um or model.patch_um
+    sizes = patch_sizes(patch_um if patch_um is not None else model.patch_um)
+    tile = tile_um or model.spacing_um or (sizes[0] if sizes else None)
     if tile is None:
         raise ValueError("The model records neither the spacing nor the patch size of its training spots: pass `tile_um`.")
-    return files, model, float(tile), float(patch_um or model.patch_um) if (patch_um or model.patch_um) else None
+    patches = None if sizes is None else sizes[0] if len(sizes) == 1 else list(sizes)
+    return files, model, float(tile), patches
 
 
 def _check_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:

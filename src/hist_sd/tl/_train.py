@@ -11,6 +11,7 @@ import numpy as np
 
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
+from hist_sd._core._validate import patch_sizes, patch_text, same_patches
 from hist_sd._core._warnings import UnrecordedFeaturesWarning
 from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, get_method, get_task, prepare_section
@@ -87,7 +88,8 @@ def train(
     augment
         Random flips, 90° rotations (square grids) and shifts of the spot grid.
     preset
-        Size of HiSTNet: ``"compact"`` (3 levels of base width 32, 3 ConvMixer blocks; generalises best across
+        Size of HiSTNet: ``"compact"`` (3 levels of base width 32, 3 ConvMixer blocks, a per-spot skip from the
+        input to the output; generalises best across
         patients from a few slides and trains on a CPU), ``"small"`` (5 levels of base width 16) or ``"paper"``
         (the published widths).
     model_kwargs
@@ -174,10 +176,11 @@ def feature_record(tables: Sequence[AnnData], features_key: str) -> dict[str, An
             UnrecordedFeaturesWarning,
             stacklevel=3,
         )
-    patches = sorted({round(float(p["patch_um"]), 6) for p in params if _is_number(p.get("patch_um"))})
-    if len(patches) > 1 and patches[-1] > patches[0] * 1.01:
+    patches = list(dict.fromkeys(p for p in (patch_sizes(q.get("patch_um")) for q in params) if p is not None))
+    if any(not same_patches(p, patches[0]) for p in patches[1:]):
+        shown = ", ".join(patch_text(p) for p in patches)
         raise ValueError(
-            f"`obsm[{features_key!r}]` was computed from patches of different sizes across slides ({patches} µm); "
+            f"`obsm[{features_key!r}]` was computed from patches of different sizes across slides ({shown} µm); "
             "recompute the features with one `patch_um`."
         )
     mpps = [float(p["mpp"]) for p in params if _is_number(p.get("mpp"))]
@@ -185,7 +188,7 @@ def feature_record(tables: Sequence[AnnData], features_key: str) -> dict[str, An
     spacings = [v for v in spacings if _is_number(v)]
     return {
         "encoder": names.pop() if names else "unknown",
-        "patch_um": float(patches[0]) if patches else None,
+        "patch_um": None if not patches else patches[0][0] if len(patches[0]) == 1 else list(patches[0]),
         "mpp": float(np.median(mpps)) if mpps else None,
         "spacing_um": float(np.median(spacings)) if spacings else None,
     }
