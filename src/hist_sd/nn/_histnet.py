@@ -22,6 +22,9 @@ Reading of the paper and of the authors' published implementation (a CMU-Net var
 * Head: a 1x1 conv to ``out_channels`` (genes, or 1 tumour logit). No activation: train expression with a
   (masked) MSE and tumour masks with BCE-with-logits.
 * ``dropout`` (0 in the paper) adds channel dropout after the bottleneck and before the head.
+* ``spot_skip`` (off in the paper) adds a per-spot linear path, a 1x1 conv from the input features straight to
+  the output, to the U-Net's output: the network then predicts a spot's own signal plus a context correction,
+  instead of rebuilding every spot's value from a smooth multi-level field.
 """
 
 from __future__ import annotations
@@ -146,6 +149,8 @@ class HiSTNet(HParamsModule):
         Channel dropout after the bottleneck and before the head (paper: 0).
     in_proj
         If given, a 1x1 conv + BN + ReLU first reduces the input to this many channels (not in the paper).
+    spot_skip
+        Add a per-spot linear path (a 1x1 conv from the input to the output) to the U-Net's output.
     upsample
         Decoder upsampling: ``"nearest"`` (as in the authors' code) or ``"bilinear"`` followed by a 3x3 conv,
         or ``"transpose"`` (2x2 transposed conv).
@@ -161,7 +166,8 @@ class HiSTNet(HParamsModule):
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"base_width": 64, "depth": 5, "convmixer_depth": 7, "convmixer_kernel": 7},
         "small": {"base_width": 16, "depth": 5, "convmixer_depth": 7, "convmixer_kernel": 7},
-        "compact": {"base_width": 32, "depth": 3, "convmixer_depth": 3, "convmixer_kernel": 7, "dropout": 0.1},
+        "compact": {"base_width": 32, "depth": 3, "convmixer_depth": 3, "convmixer_kernel": 7, "dropout": 0.1,
+                    "spot_skip": True},
         "tiny": {"base_width": 4, "depth": 3, "convmixer_depth": 2, "convmixer_kernel": 3},
     }
 
@@ -179,6 +185,7 @@ class HiSTNet(HParamsModule):
         dropout: float = 0.0,
         in_proj: int | None = None,
         upsample: str = "nearest",
+        spot_skip: bool = False,
     ) -> None:
         super().__init__()
         self._save_hparams(
@@ -189,7 +196,7 @@ class HiSTNet(HParamsModule):
             raise ValueError(f"`convmixer_kernel` must be odd, got {convmixer_kernel}.")
         if upsample not in _UPSAMPLE:
             raise ValueError(f"`upsample` must be one of {_UPSAMPLE}, got {upsample!r}.")
-        for name, flag in (("attention", attention), ("convmixer", convmixer)):
+        for name, flag in (("attention", attention), ("convmixer", convmixer), ("spot_skip", spot_skip)):
             if not isinstance(flag, bool):
                 raise ValueError(f"`{name}` must be a bool, got {flag!r}.")
         self.in_channels = in_channels
@@ -220,6 +227,7 @@ class HiSTNet(HParamsModule):
         self.decoder = nn.ModuleList(DoubleConv(2 * widths[i], widths[i]) for i in range(depth - 1))
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Conv2d(widths[0], out_channels, 1)
+        self.spot_skip = nn.Conv2d(in_channels, out_channels, 1) if spot_skip else None
 
     @property
     def multiple(self) -> int:
@@ -235,8 +243,9 @@ class HiSTNet(HParamsModule):
         name
             ``"paper"`` (base width 64, 5 levels, 7 ConvMixer blocks of kernel 7: the published model),
             ``"small"`` (base width 16, otherwise as the paper; trains on a CPU), ``"compact"`` (base width 32,
-            3 levels, 3 ConvMixer blocks of kernel 7, dropout 0.1: the default of :func:`hist_sd.tl.train`, which
-            generalises best across patients when trained on a few slides of spot features) or ``"tiny"``
+            3 levels, 3 ConvMixer blocks of kernel 7, dropout 0.1, the per-spot skip: the default of
+            :func:`hist_sd.tl.train`, which generalises best across patients when trained on a few slides of spot
+            features) or ``"tiny"``
             (for tests).
         in_channels
             Feature channels of the input grid.
@@ -278,4 +287,5 @@ class HiSTNet(HParamsModule):
         for i in reversed(range(self.depth - 1)):
             skip = skips[i] if self.gates is None else self.gates[i](skips[i])
             h = self.decoder[i](torch.cat([skip, self.ups[i](h)], dim=1))
-        return self.head(self.drop(h))
+        out = self.head(self.drop(h))
+        return out if self.spot_skip is None else out + self.spot_skip(x)
