@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +57,21 @@ MIN_GENE_SPOTS = 3
 #: Each marker set needs at least this many of its genes detected for the automatic reference.
 MIN_MARKERS = 3
 
+# The recipe's fixed choices (set by hand). hist_sd._bench_tumor.run_tumor_labels_cv tunes all but EPITHELIAL_WEIGHT,
+# with window_size, reference_fraction, smooth and n_clusters, on six of her2st's seven pathologist-labelled
+# sections and scores the seventh: no tuned setting beat these defaults on the held-out sections.
+#: Weight of the epithelial markers (against immune + stromal ones) in the non-malignant marker score.
+EPITHELIAL_WEIGHT = 2.0
+#: infercnvpy's noise filter: CNV values below this many standard deviations (of the section's profiles) become 0.
+DYNAMIC_THRESHOLD: float | None = 1.5
+#: Which spots form the tumour core: "auto" (lowest marker score, or strongest CNV without epithelial markers),
+#: "marker" or "cnv".
+CORE_RULE = "auto"
+#: Weight of the (squashed, sign-flipped) marker score in the tumour score; the rest is the CNV correlation.
+MARKER_WEIGHT = 0.0
+#: A CNV cluster is tumour when its mean score is above this point between the reference's and the core's mean.
+CALL_THRESHOLD = 0.5
+
 _CNV_KEY = "cnv"  # infercnvpy's own convention: obsm["X_cnv"], uns["cnv"]["chr_pos"]
 _REF_COL = "_hist_sd_reference"
 
@@ -92,7 +108,8 @@ def tumor_labels(
        score form the reference. Spots of legacy ST and Visium are mixtures, and many sections are mostly
        tumour, so a per-spot quantile is used rather than whole expression clusters (whose most stromal
        cluster is often half tumour; see ``benchmarks/tumor_labels.py``).
-    3. :func:`infercnvpy.tl.infercnv` against the reference gives a CNV profile per spot (``obsm["X_cnv"]``).
+    3. :func:`infercnvpy.tl.infercnv` against the reference gives a CNV profile per spot (``obsm["X_cnv"]``;
+       its noise filter, values within 1.5 standard deviations of 0 set to 0, uses the whole section's deviation).
     4. The tumour's CNV profile is the mean profile of a *tumour core* (the ``reference_fraction`` of the
        other spots with the lowest marker score, or, without epithelial markers, the strongest CNV
        signal) minus the reference's mean profile. A spot's CNV score is the Pearson correlation of its
@@ -162,28 +179,18 @@ def tumor_labels(
     ref_mask = _reference_mask(adata, reference, reference_key)
     set_seed(seed)
 
-    work = _normalised_copy(adata, layer)
-    n_matched = _attach_positions(work, gene_positions, genome)
-
-    marker, used = _marker_score(work)
-    ref_mask, rule, n_ref = _final_reference(ref_mask, marker, used, reference_fraction)
-    profile_x = _cnv_profiles(work, ref_mask, window_size)
-
-    core = _tumour_core(profile_x, marker, ref_mask, reference_fraction, has_epithelial=len(used["epithelial"]) > 0)
-    corr = _profile_correlation(profile_x, profile_x[core].mean(0) - profile_x[ref_mask].mean(0))
+    prep = _prepare(adata, layer=layer, gene_positions=gene_positions, genome=genome)
+    ref_mask, rule, n_ref = _final_reference(ref_mask, prep.marker, prep.used, reference_fraction)
+    profile_x = _denoise(_cnv_profiles(prep.work, ref_mask, window_size), DYNAMIC_THRESHOLD)
     near = _neighbours(adata, layout) if smooth else None
-    score = _smooth(corr, near) if smooth else corr
-
+    score, core = _score(profile_x, prep, ref_mask, reference_fraction=reference_fraction, near=near)
     k = _n_clusters(adata.n_obs) if n_clusters is None else int(n_clusters)
     clusters = _cluster(profile_x, k, seed)
-    threshold = float(0.5 * (score[ref_mask].mean() + score[core].mean()))
-    cluster_score = pd.Series(score).groupby(clusters).mean()
+    call, threshold, cluster_score = _call(score, clusters, ref_mask, core, near=near)
     tumour_clusters = [int(c) for c in cluster_score.index[cluster_score.to_numpy() > threshold]]
-    call = np.isin(clusters, tumour_clusters)
-    if smooth:
-        call = _majority(call, near)
 
-    _write_tumor_labels(adata, work, names, call=call, score=score, ref_mask=ref_mask, clusters=clusters, k=k)
+    _write_tumor_labels(adata, prep.work, names, call=call, score=score, ref_mask=ref_mask, clusters=clusters, k=k,
+                        profile_x=profile_x)
     adata.uns.pop(key_added, None)
     store_params(
         adata,
@@ -204,15 +211,15 @@ def tumor_labels(
         reference_rule=rule,
         n_reference=n_ref,
         n_core=int(core.sum()),
-        n_genes_positioned=n_matched,
+        n_genes_positioned=prep.n_matched,
         threshold=threshold,
         cluster_score=cluster_score.to_numpy(dtype=float),
         tumor_clusters=np.asarray(tumour_clusters, dtype=int),
-        markers={k_: np.asarray(v, dtype=str) for k_, v in used.items()},
+        markers={k_: np.asarray(v, dtype=str) for k_, v in prep.used.items()},
     )
     logger.info(
         "tumor_labels: %d of %d spots called tumour (reference %d spots, %d genes positioned).",
-        int(call.sum()), adata.n_obs, n_ref, n_matched,
+        int(call.sum()), adata.n_obs, n_ref, prep.n_matched,
     )  # fmt: skip
     log_written("obs", *names.values())
     log_written("obsm", f"X_{_CNV_KEY}")
@@ -350,8 +357,43 @@ def _final_reference(
     return ref_mask, rule, n_ref
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What every setting of the recipe shares for one section: the normalised, positioned copy and the markers."""
+
+    work: AnnData
+    n_matched: int
+    parts: dict[str, np.ndarray]  # mean marker z-score of each set, per spot
+    used: dict[str, list[str]]  # the detected genes of each set
+    epithelial_weight: float = EPITHELIAL_WEIGHT
+
+    @property
+    def marker(self) -> np.ndarray:
+        """Non-malignant marker score: immune + stromal - ``epithelial_weight`` x epithelial."""
+        p = self.parts
+        return p["immune"] + p["stromal"] - self.epithelial_weight * p["epithelial"]
+
+    @property
+    def has_epithelial(self) -> bool:
+        return len(self.used["epithelial"]) > 0
+
+
+def _prepare(
+    adata: AnnData, *, layer: str | None, gene_positions: pd.DataFrame | None, genome: str
+) -> _Prepared:
+    """Normalise a copy of the counts, place its genes on the genome and score the marker sets (step 1, 2)."""
+    work = _normalised_copy(adata, layer)
+    n_matched = _attach_positions(work, gene_positions, genome)
+    parts, used = _marker_parts(work)
+    return _Prepared(work=work, n_matched=n_matched, parts=parts, used=used)
+
+
 def _cnv_profiles(work: AnnData, ref_mask: np.ndarray, window_size: int) -> np.ndarray:
-    """Run infercnvpy on ``work`` against the reference; the dense CNV profile of every spot."""
+    """Run infercnvpy on ``work`` against the reference; the dense CNV profile of every spot, before denoising.
+
+    infercnvpy's noise filter (``dynamic_threshold``) is left to :func:`_denoise`, so that one run serves every
+    threshold; it then uses the whole section's standard deviation (infercnvpy's own, per chunk of 5000 spots).
+    """
     import infercnvpy as cnv
 
     from hist_sd._core._settings import quiet_third_party
@@ -359,9 +401,61 @@ def _cnv_profiles(work: AnnData, ref_mask: np.ndarray, window_size: int) -> np.n
     work.obs[_REF_COL] = pd.Categorical(np.where(ref_mask, "reference", "other"))
     with quiet_third_party():  # infercnvpy's bar and "Skipped N genes" messages follow hs.settings
         cnv.tl.infercnv(work, reference_key=_REF_COL, reference_cat="reference", window_size=window_size, n_jobs=1,
-                        key_added=_CNV_KEY)
+                        dynamic_threshold=None, key_added=_CNV_KEY)
     x_cnv = work.obsm[f"X_{_CNV_KEY}"]
     return x_cnv.toarray() if sparse.issparse(x_cnv) else np.asarray(x_cnv)
+
+
+def _denoise(x: np.ndarray, dynamic_threshold: float | None) -> np.ndarray:
+    """The noise filter of infercnvpy: values within ``dynamic_threshold`` standard deviations of 0 become 0."""
+    if dynamic_threshold is None:
+        return x
+    out = x.copy()
+    out[np.abs(out) < dynamic_threshold * np.std(out)] = 0
+    return out
+
+
+def _score(
+    x: np.ndarray,
+    prep: _Prepared,
+    ref_mask: np.ndarray,
+    *,
+    reference_fraction: float,
+    near: list[np.ndarray] | None,
+    core_rule: str = CORE_RULE,
+    marker_weight: float = MARKER_WEIGHT,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour score of every spot (step 4) and the tumour core.
+
+    The score is the correlation of a spot's CNV profile with the core's mean profile minus the reference's,
+    mixed with ``marker_weight`` of ``tanh(-marker / sd(marker))`` (both in [-1, 1]), averaged over ``near``.
+    """
+    marker = prep.marker
+    by_marker = prep.has_epithelial if core_rule == "auto" else core_rule == "marker"
+    core = _tumour_core(x, marker, ref_mask, reference_fraction, has_epithelial=by_marker)
+    score = _profile_correlation(x, x[core].mean(0) - x[ref_mask].mean(0))
+    if marker_weight:
+        sd = marker.std()
+        squashed = np.tanh(-marker / sd) if sd > 0 else np.zeros_like(marker)
+        score = (1 - marker_weight) * score + marker_weight * squashed
+    return _smooth(score, near), core
+
+
+def _call(
+    score: np.ndarray,
+    clusters: np.ndarray,
+    ref_mask: np.ndarray,
+    core: np.ndarray,
+    *,
+    near: list[np.ndarray] | None,
+    call_threshold: float = CALL_THRESHOLD,
+) -> tuple[np.ndarray, float, pd.Series]:
+    """Tumour calls (step 5): clusters whose mean score passes the threshold, then the neighbourhood majority."""
+    lo, hi = float(score[ref_mask].mean()), float(score[core].mean())
+    threshold = lo + call_threshold * (hi - lo)
+    cluster_score = pd.Series(score).groupby(clusters).mean()
+    call = np.isin(clusters, cluster_score.index[cluster_score.to_numpy() > threshold])
+    return _majority(call, near), threshold, cluster_score
 
 
 def _write_tumor_labels(
@@ -374,13 +468,14 @@ def _write_tumor_labels(
     ref_mask: np.ndarray,
     clusters: np.ndarray,
     k: int,
+    profile_x: np.ndarray,
 ) -> None:
     """Write calls, scores, reference and CNV clusters to ``obs``; infercnvpy's output to ``obsm``/``uns``."""
     adata.obs[names["call"]] = call
     adata.obs[names["score"]] = score.astype(float)
     adata.obs[names["reference"]] = np.asarray(ref_mask, dtype=bool)
     adata.obs[names["cluster"]] = pd.Categorical(clusters.astype(str), categories=[str(i) for i in range(k)])
-    adata.obsm[f"X_{_CNV_KEY}"] = work.obsm[f"X_{_CNV_KEY}"]
+    adata.obsm[f"X_{_CNV_KEY}"] = sparse.csr_matrix(profile_x)
     adata.uns[_CNV_KEY] = dict(work.uns[_CNV_KEY])
 
 
@@ -428,8 +523,8 @@ def _attach_positions(
     return n
 
 
-def _marker_score(work: AnnData) -> tuple[np.ndarray, dict[str, list[str]]]:
-    """Non-malignant marker score per spot and the detected genes of each set."""
+def _marker_parts(work: AnnData) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Mean z-score of each marker set per spot (0 for a set without detected genes) and its detected genes."""
     sets = {"immune": IMMUNE_MARKERS, "stromal": STROMAL_MARKERS, "epithelial": EPITHELIAL_MARKERS}
     means: dict[str, np.ndarray] = {}
     used: dict[str, list[str]] = {}
@@ -444,7 +539,7 @@ def _marker_score(work: AnnData) -> tuple[np.ndarray, dict[str, list[str]]]:
         sd = x.std(axis=0)
         z = (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
         means[name] = z.mean(axis=1)
-    return means["immune"] + means["stromal"] - 2 * means["epithelial"], used
+    return means, used
 
 
 def _tumour_core(
@@ -481,15 +576,21 @@ def _neighbours(adata: AnnData, layout: str) -> list[np.ndarray]:
 
 
 def _smooth(values: np.ndarray, neighbours: list[np.ndarray] | None) -> np.ndarray:
+    """Mean of ``values`` over each spot's neighbourhood (spots with as many neighbours at once)."""
     if neighbours is None:
         return values
-    return np.array([values[n].mean() for n in neighbours])
+    out = np.empty(len(neighbours), dtype=float)
+    sizes = np.array([len(n) for n in neighbours])
+    for size in np.unique(sizes):
+        rows = np.flatnonzero(sizes == size)
+        out[rows] = values[np.stack([neighbours[i] for i in rows])].mean(axis=1)
+    return out
 
 
 def _majority(call: np.ndarray, neighbours: list[np.ndarray] | None) -> np.ndarray:
     if neighbours is None:
         return call
-    frac = np.array([call[n].mean() for n in neighbours])
+    frac = _smooth(call.astype(float), neighbours)
     return np.where(frac == 0.5, call, frac > 0.5)
 
 
@@ -498,9 +599,19 @@ def _n_clusters(n_obs: int) -> int:
 
 
 def _cluster(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    from sklearn.cluster import KMeans
+    """k-means clusters of the CNV profiles, on their first principal components."""
+    return _kmeans(_components(x, seed), k, seed)
+
+
+def _components(x: np.ndarray, seed: int) -> np.ndarray:
+    """The first (up to 20) principal components of the CNV profiles, which k-means clusters."""
     from sklearn.decomposition import PCA
 
     n_comps = int(min(20, x.shape[0] - 1, x.shape[1]))
-    z = PCA(n_components=n_comps, random_state=seed).fit_transform(x) if n_comps >= 2 else x
+    return PCA(n_components=n_comps, random_state=seed).fit_transform(x) if n_comps >= 2 else x
+
+
+def _kmeans(z: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(z).astype(int)
