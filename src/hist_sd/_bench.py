@@ -8,7 +8,7 @@ import os
 import resource
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from hist_sd import _constants as C
+from hist_sd._bench_tumor import pathologist_truth
 from hist_sd._core._warnings import TooFewGenesWarning
 
 logger = logging.getLogger("hist_sd")
@@ -49,16 +50,39 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+#: The input of the benchmark's main comparison and of the main job: the best configuration measured on the
+#: her2st and mouse olfactory bulb benchmark (README, "Levers"); ``hs.pp.features`` options.
+MAIN_FEATURES: dict[str, Any] = {"encoder": "efficientnet-lite2"}
+
+
+def feature_tag(features: Mapping[str, Any]) -> str:
+    """A file-name tag of ``hs.pp.features`` options: ``efficientnet-lite2``, ``..._p100-200-400``, ``..._v4``."""
+    tag = str(features.get("encoder", "efficientnet-lite0"))
+    sizes = features.get("patch_um")
+    if sizes is not None:
+        tag += "_p" + "-".join(f"{float(v):g}" for v in np.atleast_1d(sizes))
+    if int(features.get("views", 1)) != 1:
+        tag += f"_v{int(features['views'])}"
+    return tag
+
+
 def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0", cache: Path | None = None,
-                  progress: bool = False, key: str = C.FEATURES) -> dict[str, float]:
-    """Compute (or load cached) features for every section; returns seconds per section."""
+                  progress: bool = False, key: str = C.FEATURES,
+                  features: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Compute (or load cached) features for every section; returns seconds per section.
+
+    ``features``: options of ``hs.pp.features`` (``encoder``, ``patch_um``, ``views``; ``encoder`` overrides the
+    argument of that name). The cache holds one file per section and option set (:func:`feature_tag`).
+    """
     from hist_sd import pp
     from hist_sd._core._data import get_table
 
+    options = {"encoder": encoder, **dict(features or {})}
+    tag = feature_tag(options)
     seconds = {}
     for name, sdata in sdatas.items():
         table = get_table(sdata)
-        f = cache / f"{name}_{encoder}.npz" if cache else None
+        f = cache / f"{name}_{tag}.npz" if cache else None
         t0 = time.perf_counter()
         if f is not None and f.exists():
             z = np.load(f, allow_pickle=False)
@@ -67,7 +91,7 @@ def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0"
                 table.uns[key] = {"params": json.loads(str(z["params"]))}  # the record hs.pp.features wrote
                 seconds[name] = float(z["seconds"])
                 continue
-        pp.features(sdata, encoder=encoder, key_added=key, progress=progress)
+        pp.features(sdata, **options, key_added=key, progress=progress, overwrite=key in table.obsm)
         seconds[name] = time.perf_counter() - t0
         if f is not None:
             f.parent.mkdir(parents=True, exist_ok=True)
@@ -136,7 +160,7 @@ def run_main(out: Path, *, data_dir: str | None = None, held_out: str = "B4", n_
     train_names = [s for s in HER2ST_IMAGE_SECTIONS if s[0] != patient]
     sdatas = datasets.her2st([*train_names, held_out], data_dir=data_dir, images_only=True)
     logger.info("computing features for %d sections", len(sdatas))
-    with_features(sdatas, cache=out / "cache", progress=progress)
+    with_features(sdatas, cache=out / "cache", progress=progress, features=MAIN_FEATURES)
     # genes: top spatially variable genes of the training patients' sections (image and count-only ones)
     all_counts = datasets.her2st(None, data_dir=data_dir, images_only=False, labels=False, scale_factors=None)
     pool = [get_table(s) for n, s in all_counts.items() if n[0] != patient]
@@ -196,6 +220,20 @@ def _fold_genes(tables: dict[str, Any], extra: dict[str, Any], protocol: str, n_
     return out
 
 
+#: Levers, each one change away from the main configuration (:data:`MAIN_FEATURES` and HiST's defaults):
+#: name -> (change of the ``hs.pp.features`` options, change of ``hs.tl.train``'s options). Run on her2st
+#: leave-one-patient-out, HiST and (for a change of input) PCA + ridge, in the same run as the main comparison.
+LEVERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "encoder efficientnet-lite0": ({"encoder": "efficientnet-lite0"}, {}),
+    "multi-scale 100+200+400 um": ({"patch_um": (100.0, 200.0, 400.0)}, {}),
+    "2 test-time views": ({"views": 2}, {}),
+    "no per-spot skip": ({}, {"model_kwargs": {"spot_skip": False}}),
+}
+#: Methods run only where a cross-validation is cheap (her2st leave-one-patient-out, mouse olfactory bulb): the
+#: architecture ablations, whose leave-one-section-out runs cost most of the benchmark's time.
+CHEAP_ONLY: tuple[str, ...] = ("hist_noattn", "hist_noconvmixer")
+
+
 def _cv_job(job: dict[str, Any]) -> dict[str, Any]:
     """One cross-validation of the benchmark (runs in a worker process)."""
     import torch
@@ -211,24 +249,50 @@ def _cv_job(job: dict[str, Any]) -> dict[str, Any]:
     return {"scores": res.scores, "summary": res.summary, "seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
 
 
+def _lever_jobs(sdatas: dict[str, Any], genes: dict[str, list[str]], *, cache: Path, epochs: int | None,
+                levers: Sequence[str], progress: bool) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """The cross-validations of the levers (her2st leave-one-patient-out); features computed or read from ``cache``."""
+    from hist_sd._core._data import get_table
+
+    jobs, seconds = [], {}
+    for lever in levers:
+        feature_change, train_change = LEVERS[lever]
+        if feature_change:
+            secs = with_features(sdatas, cache=cache, progress=progress, features={**MAIN_FEATURES, **feature_change})
+            seconds[lever] = float(np.mean(list(secs.values())))
+        tables = {n: get_table(s).copy() for n, s in sdatas.items()}
+        for method in ("hist", "ridge") if feature_change else ("hist",):
+            kw = {**({"epochs": epochs} if epochs is not None and method != "ridge" else {}), **train_change}
+            jobs.append({"dataset": "her2st", "protocol": "lopo", "method": method, "variant": lever,
+                         "tables": tables, "genes": genes, "train_kwargs": kw})
+    if any(LEVERS[lever][0] for lever in levers):  # back to the main features for what follows
+        with_features(sdatas, cache=cache, progress=progress, features=MAIN_FEATURES)
+    return jobs, seconds
+
+
 def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[str] | None = None,
                   n_genes: int = 50, protocols: Sequence[str] = ("lopo", "loso"), mob: bool = True,
-                  tumor: bool = True, epochs: int | None = None, n_jobs: int = 2,
-                  progress: bool = False) -> pd.DataFrame:
-    """Cross-validated comparison of HiST, its ablations and the baselines; writes ``out/benchmark.csv``.
+                  tumor: bool = True, levers: Sequence[str] | None = None, epochs: int | None = None,
+                  n_jobs: int = 2, progress: bool = False) -> pd.DataFrame:
+    """Cross-validated comparison of HiST, its ablations, the levers and the baselines; writes ``out/benchmark.csv``.
 
-    Every method sees the same features, folds and per-fold genes (selected on the fold's training sections,
-    including her2st's count-only sections of training patients). Cross-validations run in ``n_jobs`` worker
-    processes with one torch thread each; ``peak_rss_mib`` is the worker's peak memory. With ``tumor=True`` also
-    validates the expression-derived tumour labels against the pathologists (``out/tumor_labels.csv``) and runs
-    tumour segmentation leave-one-patient-out (``out/tumor_segmentation.csv``); both tables are in ``table.attrs``.
+    Every method sees the same features (:data:`MAIN_FEATURES`), folds and per-fold genes (selected on the fold's
+    training sections, including her2st's count-only sections of training patients). The architecture ablations
+    (:data:`CHEAP_ONLY`) skip her2st leave-one-section-out. Each lever of :data:`LEVERS` (default: all) changes one
+    thing of the main configuration and runs on her2st leave-one-patient-out (column ``variant``; ``"main"`` for
+    the main configuration). Cross-validations run in ``n_jobs`` worker processes with one torch thread each;
+    ``peak_rss_mib`` is the worker's peak memory. With ``tumor=True`` also validates the expression-derived tumour
+    labels against the pathologists (``out/tumor_labels.csv``; the recipe chosen on six labelled sections and
+    scored on the seventh: ``out/tumor_labels_cv.csv``) and runs tumour segmentation leave-one-patient-out
+    (``out/tumor_segmentation.csv``); these tables are in ``table.attrs``.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from hist_sd._core._data import get_table
 
     methods = tuple(methods or expression_methods())
+    levers = tuple(LEVERS if levers is None else levers)
+    unknown = sorted(set(levers) - set(LEVERS))
+    if unknown:
+        raise ValueError(f"`levers`: unknown {unknown}; expected some of {list(LEVERS)}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t_all = time.perf_counter()
@@ -237,7 +301,7 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
     jobs: list[dict[str, Any]] = []
     for dataset in datasets_used:
         sdatas, extra = _sections_for(dataset, data_dir)
-        feat_s = with_features(sdatas, cache=out / "cache", progress=progress)
+        feat_s = with_features(sdatas, cache=out / "cache", progress=progress, features=MAIN_FEATURES)
         tables = {n: get_table(s).copy() for n, s in sdatas.items()}
         extra_tables = {n: get_table(s) for n, s in extra.items()}
         prepared[dataset] = {"sdatas": sdatas, "features_seconds": feat_s}
@@ -247,50 +311,65 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
             logger.warning("%s %s: genes selected for %d folds in %.0f s", dataset, protocol, len(genes),
                            time.perf_counter() - t0)
             for method in methods:
+                if method in CHEAP_ONLY and dataset == "her2st" and protocol == "loso":
+                    continue
                 kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
-                jobs.append({"dataset": dataset, "protocol": protocol, "method": method, "tables": tables,
-                             "genes": genes, "train_kwargs": kw})
-    jobs.sort(key=lambda j: not j["method"].startswith("hist"))  # the slowest first
+                jobs.append({"dataset": dataset, "protocol": protocol, "method": method, "variant": "main",
+                             "tables": tables, "genes": genes, "train_kwargs": kw})
+            if dataset == "her2st" and protocol == "lopo" and levers:
+                lever_jobs, lever_s = _lever_jobs(sdatas, genes, cache=out / "cache", epochs=epochs, levers=levers,
+                                                  progress=progress)
+                jobs += lever_jobs
+                prepared[dataset]["lever_features_seconds"] = lever_s
+    table, all_scores = _run_jobs(jobs, prepared, n_jobs=n_jobs, methods=methods)
+    if tumor:
+        from hist_sd._bench_tumor import run_tumor_labels_cv
+
+        labels = run_tumor_labels(data_dir=data_dir)
+        labels.to_csv(out / "tumor_labels.csv")
+        labels_cv = run_tumor_labels_cv(data_dir=data_dir)
+        labels_cv.to_csv(out / "tumor_labels_cv.csv")
+        seg = run_tumor_segmentation(prepared["her2st"]["sdatas"], epochs=epochs, progress=progress)
+        seg.to_csv(out / "tumor_segmentation.csv", index=False)
+        table.attrs.update(tumor_labels=labels, tumor_labels_cv=labels_cv, tumor_segmentation=seg)
+    table.attrs["total_seconds"] = time.perf_counter() - t_all
+    table.to_csv(out / "benchmark.csv", index=False)
+    all_scores.to_csv(out / "benchmark_scores.csv", index=False)
+    return table
+
+
+def _run_jobs(jobs: list[dict[str, Any]], prepared: dict[str, dict[str, Any]], *, n_jobs: int,
+              methods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run the cross-validations in worker processes, the slowest first; one summary row per job."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = sorted(jobs, key=lambda j: (not j["method"].startswith("hist"), j["protocol"] != "loso"))
     rows, all_scores = [], []
     with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         for job, res in zip(jobs, pool.map(_cv_job, jobs), strict=True):
             scores = res["scores"]
-            scores.insert(0, "protocol", job["protocol"])
-            scores.insert(0, "dataset", job["dataset"])
+            for col in ("variant", "protocol", "dataset"):
+                scores.insert(0, col, job[col])
             all_scores.append(scores)
-            row = {"dataset": job["dataset"], "protocol": job["protocol"], **res["summary"].iloc[0].to_dict(),
-                   "features_seconds_per_section": float(np.mean(list(prepared[job["dataset"]]["features_seconds"].values()))),
+            feat = prepared[job["dataset"]]
+            feat_s = feat.get("lever_features_seconds", {}).get(job["variant"])
+            row = {"dataset": job["dataset"], "protocol": job["protocol"], "variant": job["variant"],
+                   **res["summary"].iloc[0].to_dict(),
+                   "features_seconds_per_section": feat_s if feat_s is not None
+                   else float(np.mean(list(feat["features_seconds"].values()))),
                    "cv_seconds": res["seconds"], "peak_rss_mib": res["peak_rss_mib"]}
             rows.append(row)
-            logger.warning("%s %s %-16s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", job["dataset"],
-                           job["protocol"], job["method"], row["mean_pearson"], row["median_pearson"],
+            logger.warning("%s %s %-16s %-28s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", job["dataset"],
+                           job["protocol"], job["method"], job["variant"], row["mean_pearson"], row["median_pearson"],
                            row["genes_r_gt_0.3"], row["cv_seconds"])
     order = {m: i for i, m in enumerate(methods)}
-    table = pd.DataFrame(rows).sort_values(["dataset", "protocol", "method"], key=lambda c: c.map(order) if c.name == "method" else c,
-                                           kind="stable").reset_index(drop=True)
-    if tumor:
-        labels = run_tumor_labels(data_dir=data_dir)
-        labels.to_csv(out / "tumor_labels.csv")
-        seg = run_tumor_segmentation(prepared["her2st"]["sdatas"], epochs=epochs, progress=progress)
-        seg.to_csv(out / "tumor_segmentation.csv", index=False)
-        table.attrs["tumor_labels"] = labels
-        table.attrs["tumor_segmentation"] = seg
-    table.attrs["total_seconds"] = time.perf_counter() - t_all
-    table.to_csv(out / "benchmark.csv", index=False)
-    pd.concat(all_scores, ignore_index=True).to_csv(out / "benchmark_scores.csv", index=False)
-    return table
-
-
-TUMOUR_LABELS: tuple[str, ...] = ("invasive cancer", "cancer in situ")
-EXCLUDED_LABELS: tuple[str, ...] = ("undetermined",)
-
-
-def pathologist_truth(labels: pd.Series) -> pd.Series:
-    """True for cancer, False for other tissue, NaN for undetermined / unlabelled spots."""
-    lab = labels.astype(object)
-    truth = lab.isin(TUMOUR_LABELS).astype(object)
-    truth[lab.isna() | lab.isin(EXCLUDED_LABELS)] = np.nan
-    return truth
+    table = pd.DataFrame(rows)
+    table["_main"] = table["variant"] != "main"
+    table = table.sort_values(["dataset", "protocol", "_main", "variant", "method"],
+                              key=lambda c: c.map(order) if c.name == "method" else c,
+                              kind="stable").drop(columns="_main").reset_index(drop=True)
+    return table, pd.concat(all_scores, ignore_index=True)
 
 
 def run_tumor_labels(sections: Sequence[str] | None = None, *, data_dir: str | None = None,
@@ -369,6 +448,7 @@ def markdown(df: pd.DataFrame, *, index: bool = False, digits: int = 3) -> str:
 
 def format_table(table: pd.DataFrame) -> str:
     """The expression benchmark table as Markdown."""
-    cols = ["dataset", "protocol", "method", "mean_pearson", "ci95_low", "ci95_high", "median_pearson",
-            "genes_r_gt_0.3", "train_seconds_per_fold", "predict_seconds_per_section", "peak_rss_mib"]
+    cols = ["dataset", "protocol", "variant", "method", "mean_pearson", "ci95_low", "ci95_high", "median_pearson",
+            "genes_r_gt_0.3", "median_moran_pred", "median_moran_true", "n_pc90_pred", "n_pc90_true",
+            "train_seconds_per_fold", "predict_seconds_per_section", "peak_rss_mib"]
     return markdown(table[[c for c in cols if c in table.columns]])
