@@ -52,7 +52,7 @@ def peak_rss_mib() -> float:
 
 #: The input of the benchmark's main comparison and of the main job: the best configuration measured on the
 #: her2st and mouse olfactory bulb benchmark (README, "Levers"); ``hs.pp.features`` options.
-MAIN_FEATURES: dict[str, Any] = {"encoder": "efficientnet-lite2"}
+MAIN_FEATURES: dict[str, Any] = {"encoder": "efficientnet-lite0"}
 
 
 def feature_tag(features: Mapping[str, Any]) -> str:
@@ -64,6 +64,13 @@ def feature_tag(features: Mapping[str, Any]) -> str:
     if int(features.get("views", 1)) != 1:
         tag += f"_v{int(features['views'])}"
     return tag
+
+
+def _plain_json(value: Any) -> Any:
+    """NumPy arrays and scalars (also nested, e.g. the ``blocks`` of multi-scale features) as JSON values."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0", cache: Path | None = None,
@@ -96,10 +103,9 @@ def with_features(sdatas: dict[str, Any], *, encoder: str = "efficientnet-lite0"
         if f is not None:
             f.parent.mkdir(parents=True, exist_ok=True)
             tmp = f.with_name(f".{f.name}.tmp.npz")
-            params = {k: (v.tolist() if isinstance(v, np.ndarray | np.generic) else v)
-                      for k, v in table.uns[key]["params"].items()}
+            params = json.dumps(dict(table.uns[key]["params"]), default=_plain_json)
             np.savez(tmp, features=table.obsm[key], obs_names=np.asarray(table.obs_names, dtype=str),
-                     seconds=seconds[name], params=json.dumps(params))
+                     seconds=seconds[name], params=params)
             os.replace(tmp, f)
     return seconds
 
@@ -224,7 +230,7 @@ def _fold_genes(tables: dict[str, Any], extra: dict[str, Any], protocol: str, n_
 #: name -> (change of the ``hs.pp.features`` options, change of ``hs.tl.train``'s options). Run on her2st
 #: leave-one-patient-out, HiST and (for a change of input) PCA + ridge, in the same run as the main comparison.
 LEVERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "encoder efficientnet-lite0": ({"encoder": "efficientnet-lite0"}, {}),
+    "encoder efficientnet-lite2": ({"encoder": "efficientnet-lite2"}, {}),
     "multi-scale 100+200+400 um": ({"patch_um": (100.0, 200.0, 400.0)}, {}),
     "2 test-time views": ({"views": 2}, {}),
     "no per-spot skip": ({}, {"model_kwargs": {"spot_skip": False}}),
@@ -235,17 +241,28 @@ CHEAP_ONLY: tuple[str, ...] = ("hist_noattn", "hist_noconvmixer")
 
 
 def _cv_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One cross-validation of the benchmark (runs in a worker process)."""
+    """One job of the benchmark, in a worker process.
+
+    ``job["kind"]``: an expression or tumour cross-validation, or the leave-one-labelled-section-out validation of
+    the tumour-label recipe.
+    """
     import torch
 
     from hist_sd import tl
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    res = tl.cross_validate(
-        job["tables"], groups="patient" if job["protocol"] == "lopo" else "section", method=job["method"],
-        genes=job["genes"], train_kwargs=job["train_kwargs"], progress=False,
-    )
+    if job["kind"] == "labels_cv":
+        from hist_sd._bench_tumor import run_tumor_labels_cv
+
+        return {"table": run_tumor_labels_cv(data_dir=job["data_dir"]), "seconds": time.perf_counter() - t0}
+    groups = "patient" if job["protocol"] == "lopo" else "section"
+    if job["kind"] == "tumor":
+        res = tl.cross_validate(job["tables"], groups=groups, task="tumor", method=job["method"],
+                                train_kwargs=job["train_kwargs"], progress=False)
+    else:
+        res = tl.cross_validate(job["tables"], groups=groups, method=job["method"], genes=job["genes"],
+                                train_kwargs=job["train_kwargs"], progress=False)
     return {"scores": res.scores, "summary": res.summary, "seconds": time.perf_counter() - t0, "peak_rss_mib": peak_rss_mib()}
 
 
@@ -263,7 +280,7 @@ def _lever_jobs(sdatas: dict[str, Any], genes: dict[str, list[str]], *, cache: P
         tables = {n: get_table(s).copy() for n, s in sdatas.items()}
         for method in ("hist", "ridge") if feature_change else ("hist",):
             kw = {**({"epochs": epochs} if epochs is not None and method != "ridge" else {}), **train_change}
-            jobs.append({"dataset": "her2st", "protocol": "lopo", "method": method, "variant": lever,
+            jobs.append({"kind": "expression", "dataset": "her2st", "protocol": "lopo", "method": method, "variant": lever,
                          "tables": tables, "genes": genes, "train_kwargs": kw})
     if any(LEVERS[lever][0] for lever in levers):  # back to the main features for what follows
         with_features(sdatas, cache=cache, progress=progress, features=MAIN_FEATURES)
@@ -314,22 +331,24 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
                 if method in CHEAP_ONLY and dataset == "her2st" and protocol == "loso":
                     continue
                 kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
-                jobs.append({"dataset": dataset, "protocol": protocol, "method": method, "variant": "main",
+                jobs.append({"kind": "expression", "dataset": dataset, "protocol": protocol, "method": method, "variant": "main",
                              "tables": tables, "genes": genes, "train_kwargs": kw})
             if dataset == "her2st" and protocol == "lopo" and levers:
                 lever_jobs, lever_s = _lever_jobs(sdatas, genes, cache=out / "cache", epochs=epochs, levers=levers,
                                                   progress=progress)
                 jobs += lever_jobs
                 prepared[dataset]["lever_features_seconds"] = lever_s
-    table, all_scores = _run_jobs(jobs, prepared, n_jobs=n_jobs, methods=methods)
     if tumor:
-        from hist_sd._bench_tumor import run_tumor_labels_cv
-
         labels = run_tumor_labels(data_dir=data_dir)
         labels.to_csv(out / "tumor_labels.csv")
-        labels_cv = run_tumor_labels_cv(data_dir=data_dir)
+        jobs += _tumor_jobs(prepared["her2st"]["sdatas"], epochs=epochs, data_dir=data_dir)
+    results = _run_pool(jobs, n_jobs=n_jobs)
+    table, all_scores = _expression_table([(j, r) for j, r in results if j["kind"] == "expression"], prepared,
+                                          methods=methods)
+    if tumor:
+        labels_cv = next(r["table"] for j, r in results if j["kind"] == "labels_cv")
         labels_cv.to_csv(out / "tumor_labels_cv.csv")
-        seg = run_tumor_segmentation(prepared["her2st"]["sdatas"], epochs=epochs, progress=progress)
+        seg = _segmentation_table([(j, r) for j, r in results if j["kind"] == "tumor"])
         seg.to_csv(out / "tumor_segmentation.csv", index=False)
         table.attrs.update(tumor_labels=labels, tumor_labels_cv=labels_cv, tumor_segmentation=seg)
     table.attrs["total_seconds"] = time.perf_counter() - t_all
@@ -338,31 +357,39 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
     return table
 
 
-def _run_jobs(jobs: list[dict[str, Any]], prepared: dict[str, dict[str, Any]], *, n_jobs: int,
-              methods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Run the cross-validations in worker processes, the slowest first; one summary row per job."""
+def _run_pool(jobs: list[dict[str, Any]], *, n_jobs: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Run the jobs in ``n_jobs`` worker processes, the slowest first; ``(job, result)`` pairs."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    jobs = sorted(jobs, key=lambda j: (not j["method"].startswith("hist"), j["protocol"] != "loso"))
-    rows, all_scores = [], []
+    def slow_first(j: dict[str, Any]) -> tuple[bool, bool]:
+        return (not j.get("method", "hist").startswith("hist"), j.get("protocol") != "loso")
+
+    jobs = sorted(jobs, key=slow_first)
     with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for job, res in zip(jobs, pool.map(_cv_job, jobs), strict=True):
-            scores = res["scores"]
-            for col in ("variant", "protocol", "dataset"):
-                scores.insert(0, col, job[col])
-            all_scores.append(scores)
-            feat = prepared[job["dataset"]]
-            feat_s = feat.get("lever_features_seconds", {}).get(job["variant"])
-            row = {"dataset": job["dataset"], "protocol": job["protocol"], "variant": job["variant"],
-                   **res["summary"].iloc[0].to_dict(),
-                   "features_seconds_per_section": feat_s if feat_s is not None
-                   else float(np.mean(list(feat["features_seconds"].values()))),
-                   "cv_seconds": res["seconds"], "peak_rss_mib": res["peak_rss_mib"]}
-            rows.append(row)
-            logger.warning("%s %s %-16s %-28s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", job["dataset"],
-                           job["protocol"], job["method"], job["variant"], row["mean_pearson"], row["median_pearson"],
-                           row["genes_r_gt_0.3"], row["cv_seconds"])
+        return list(zip(jobs, pool.map(_cv_job, jobs), strict=True))
+
+
+def _expression_table(results: list[tuple[dict[str, Any], dict[str, Any]]], prepared: dict[str, dict[str, Any]], *,
+                      methods: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One summary row per expression cross-validation, and all their per-gene scores."""
+    rows, all_scores = [], []
+    for job, res in results:
+        scores = res["scores"]
+        for col in ("variant", "protocol", "dataset"):
+            scores.insert(0, col, job[col])
+        all_scores.append(scores)
+        feat = prepared[job["dataset"]]
+        feat_s = feat.get("lever_features_seconds", {}).get(job["variant"])
+        row = {"dataset": job["dataset"], "protocol": job["protocol"], "variant": job["variant"],
+               **res["summary"].iloc[0].to_dict(),
+               "features_seconds_per_section": feat_s if feat_s is not None
+               else float(np.mean(list(feat["features_seconds"].values()))),
+               "cv_seconds": res["seconds"], "peak_rss_mib": res["peak_rss_mib"]}
+        rows.append(row)
+        logger.warning("%s %s %-16s %-28s mean PCC %.3f  median %.3f  r>0.3 %.1f  (%.0f s)", job["dataset"],
+                       job["protocol"], job["method"], job["variant"], row["mean_pearson"], row["median_pearson"],
+                       row["genes_r_gt_0.3"], row["cv_seconds"])
     order = {m: i for i, m in enumerate(methods)}
     table = pd.DataFrame(rows)
     table["_main"] = table["variant"] != "main"
@@ -410,26 +437,42 @@ def run_tumor_labels(sections: Sequence[str] | None = None, *, data_dir: str | N
     return df
 
 
-def run_tumor_segmentation(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"),
-                           epochs: int | None = None, progress: bool = False) -> pd.DataFrame:
-    """Tumour segmentation from H&E, leave-one-patient-out, against expression-derived labels of each section."""
+def _tumor_jobs(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"), epochs: int | None = None,
+                data_dir: str | None = None) -> list[dict[str, Any]]:
+    """The tumour jobs: segmentation of each method (labels from expression first) and the recipe's validation."""
     from hist_sd import tl
     from hist_sd._core._data import get_table
 
-    for sdata in sdatas.values():
+    tables = {}
+    for name, sdata in sdatas.items():
         table = get_table(sdata)
         if C.TUMOR not in table.obs:
             tl.tumor_labels(table)
-    rows = []
+        tables[name] = table.copy()
+    jobs: list[dict[str, Any]] = [{"kind": "labels_cv", "data_dir": data_dir}]
     for method in methods:
         kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
-        res = tl.cross_validate(sdatas, task="tumor", method=method, train_kwargs=kw, progress=progress)
-        scores, summary = res.scores, res.summary
+        jobs.append({"kind": "tumor", "dataset": "her2st", "protocol": "lopo", "method": method, "tables": tables,
+                     "train_kwargs": kw})
+    return jobs
+
+
+def _segmentation_table(results: list[tuple[dict[str, Any], dict[str, Any]]]) -> pd.DataFrame:
+    rows = []
+    for job, res in results:
+        scores, summary = res["scores"], res["summary"]
         row = {"dataset": "her2st", "protocol": "lopo", "task": "tumor", **summary.iloc[0].to_dict()}
         row["per_section_auc"] = "; ".join(f"{s}={a:.3f}" for s, a in zip(scores["section"], scores["auc"], strict=True))
         rows.append(row)
-        logger.warning("tumour segmentation %s: mean AUC %.3f", method, row["mean_auc"])
+        logger.warning("tumour segmentation %s: mean AUC %.3f", job["method"], row["mean_auc"])
     return pd.DataFrame(rows)
+
+
+def run_tumor_segmentation(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"),
+                           epochs: int | None = None, n_jobs: int = 1) -> pd.DataFrame:
+    """Tumour segmentation from H&E, leave-one-patient-out, against expression-derived labels of each section."""
+    jobs = [j for j in _tumor_jobs(sdatas, methods=methods, epochs=epochs) if j["kind"] == "tumor"]
+    return _segmentation_table(_run_pool(jobs, n_jobs=n_jobs))
 
 
 def markdown(df: pd.DataFrame, *, index: bool = False, digits: int = 3) -> str:
