@@ -241,21 +241,13 @@ CHEAP_ONLY: tuple[str, ...] = ("hist_noattn", "hist_noconvmixer")
 
 
 def _cv_job(job: dict[str, Any]) -> dict[str, Any]:
-    """One job of the benchmark, in a worker process.
-
-    ``job["kind"]``: an expression or tumour cross-validation, or the leave-one-labelled-section-out validation of
-    the tumour-label recipe.
-    """
+    """One cross-validation of the benchmark, expression or tumour (``job["kind"]``), in a worker process."""
     import torch
 
     from hist_sd import tl
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    if job["kind"] == "labels_cv":
-        from hist_sd._bench_tumor import run_tumor_labels_cv
-
-        return {"table": run_tumor_labels_cv(data_dir=job["data_dir"]), "seconds": time.perf_counter() - t0}
     groups = "patient" if job["protocol"] == "lopo" else "section"
     if job["kind"] == "tumor":
         res = tl.cross_validate(job["tables"], groups=groups, task="tumor", method=job["method"],
@@ -339,14 +331,13 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
                 jobs += lever_jobs
                 prepared[dataset]["lever_features_seconds"] = lever_s
     if tumor:
-        labels = run_tumor_labels(data_dir=data_dir)
-        labels.to_csv(out / "tumor_labels.csv")
-        jobs += _tumor_jobs(prepared["her2st"]["sdatas"], epochs=epochs, data_dir=data_dir)
-    results = _run_pool(jobs, n_jobs=n_jobs)
+        jobs += _tumor_jobs(prepared["her2st"]["sdatas"], epochs=epochs)
+    results, labels, labels_cv = _run_pool(jobs, n_jobs=n_jobs, meanwhile=_labels if tumor else None,
+                                           data_dir=data_dir)
     table, all_scores = _expression_table([(j, r) for j, r in results if j["kind"] == "expression"], prepared,
                                           methods=methods)
     if tumor:
-        labels_cv = next(r["table"] for j, r in results if j["kind"] == "labels_cv")
+        labels.to_csv(out / "tumor_labels.csv")
         labels_cv.to_csv(out / "tumor_labels_cv.csv")
         seg = _segmentation_table([(j, r) for j, r in results if j["kind"] == "tumor"])
         seg.to_csv(out / "tumor_segmentation.csv", index=False)
@@ -357,17 +348,35 @@ def run_benchmark(out: Path, *, data_dir: str | None = None, methods: Sequence[s
     return table
 
 
-def _run_pool(jobs: list[dict[str, Any]], *, n_jobs: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Run the jobs in ``n_jobs`` worker processes, the slowest first; ``(job, result)`` pairs."""
+def _labels(*, data_dir: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tumour-label recipe against the pathologists: as it is, and chosen on six sections, scored on the 7th."""
+    from hist_sd._bench_tumor import run_tumor_labels_cv
+
+    return run_tumor_labels(data_dir=data_dir), run_tumor_labels_cv(data_dir=data_dir)
+
+
+def _run_pool(jobs: list[dict[str, Any]], *, n_jobs: int, meanwhile: Any = None,
+              **kwargs: Any) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], Any, Any]:
+    """Run the jobs in ``n_jobs`` worker processes, the slowest first, and ``meanwhile(**kwargs)`` in this one.
+
+    Returns the ``(job, result)`` pairs followed by what ``meanwhile`` returned (two ``None`` without it). The tumour
+    labels run here rather than in a worker: infercnvpy starts a process per call, which costs seconds each in a
+    worker started by ``spawn`` and nothing in this (forking) process.
+    """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     def slow_first(j: dict[str, Any]) -> tuple[bool, bool]:
-        return (not j.get("method", "hist").startswith("hist"), j.get("protocol") != "loso")
+        return (not j["method"].startswith("hist"), j["protocol"] != "loso")
 
     jobs = sorted(jobs, key=slow_first)
+    extra: Any = (None, None)
     with ProcessPoolExecutor(max_workers=max(1, n_jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(zip(jobs, pool.map(_cv_job, jobs), strict=True))
+        futures = [pool.submit(_cv_job, job) for job in jobs]
+        if meanwhile is not None:
+            extra = meanwhile(**kwargs)
+        results = [f.result() for f in futures]
+    return list(zip(jobs, results, strict=True)), *extra
 
 
 def _expression_table(results: list[tuple[dict[str, Any], dict[str, Any]]], prepared: dict[str, dict[str, Any]], *,
@@ -437,9 +446,9 @@ def run_tumor_labels(sections: Sequence[str] | None = None, *, data_dir: str | N
     return df
 
 
-def _tumor_jobs(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"), epochs: int | None = None,
-                data_dir: str | None = None) -> list[dict[str, Any]]:
-    """The tumour jobs: segmentation of each method (labels from expression first) and the recipe's validation."""
+def _tumor_jobs(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"),
+                epochs: int | None = None) -> list[dict[str, Any]]:
+    """The tumour segmentation jobs of each method, against labels from expression (computed first)."""
     from hist_sd import tl
     from hist_sd._core._data import get_table
 
@@ -449,7 +458,7 @@ def _tumor_jobs(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "ml
         if C.TUMOR not in table.obs:
             tl.tumor_labels(table)
         tables[name] = table.copy()
-    jobs: list[dict[str, Any]] = [{"kind": "labels_cv", "data_dir": data_dir}]
+    jobs = []
     for method in methods:
         kw = {"epochs": epochs} if epochs is not None and method != "ridge" else {}
         jobs.append({"kind": "tumor", "dataset": "her2st", "protocol": "lopo", "method": method, "tables": tables,
@@ -471,8 +480,8 @@ def _segmentation_table(results: list[tuple[dict[str, Any], dict[str, Any]]]) ->
 def run_tumor_segmentation(sdatas: dict[str, Any], *, methods: Sequence[str] = ("hist", "mlp"),
                            epochs: int | None = None, n_jobs: int = 1) -> pd.DataFrame:
     """Tumour segmentation from H&E, leave-one-patient-out, against expression-derived labels of each section."""
-    jobs = [j for j in _tumor_jobs(sdatas, methods=methods, epochs=epochs) if j["kind"] == "tumor"]
-    return _segmentation_table(_run_pool(jobs, n_jobs=n_jobs))
+    results, _, _ = _run_pool(_tumor_jobs(sdatas, methods=methods, epochs=epochs), n_jobs=n_jobs)
+    return _segmentation_table(results)
 
 
 def markdown(df: pd.DataFrame, *, index: bool = False, digits: int = 3) -> str:
