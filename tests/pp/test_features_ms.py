@@ -14,7 +14,6 @@ from spatialdata import SpatialData
 import hist_sd as hs
 from hist_sd._core._image import get_image
 from hist_sd.encoders._patches import DIHEDRAL, PatchReader, dihedral_views, to_model_input
-from hist_sd.io._wsi import SlideLevel
 
 IDX = [3, 60, 140, 230]  # four spots spread over B4
 
@@ -143,20 +142,6 @@ def test_scales_and_views_on_both_backends(b4, net):
     np.testing.assert_allclose(t.obsm["onnx"], t.obsm["torch"], rtol=1e-5, atol=1e-5)
     hs.pp.features(sd, patch_um=200, views=2, backend="onnx", key_added="s200", **kw)
     np.testing.assert_allclose(t.obsm["onnx"][:, 5:], t.obsm["s200"], rtol=1e-5, atol=1e-6)
-
-
-@pytest.fixture
-def level_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The level of every read of a slide level."""
-    reads: list[int] = []
-    orig = SlideLevel.__getitem__
-
-    def getitem(self, key):
-        reads.append(self.level)
-        return orig(self, key)
-
-    monkeypatch.setattr(SlideLevel, "__getitem__", getitem)
-    return reads
 
 
 def test_whole_slide_sizes_come_from_their_own_pyramid_levels(pyramid_tiff: Path, level_reads: list[int], net):

@@ -11,23 +11,8 @@ import shapely
 from spatialdata import SpatialData
 
 import hist_sd as hs
-from hist_sd.io._wsi import SlideLevel
 
 MPP = 0.499
-
-
-@pytest.fixture
-def level_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The level of every read of a slide level."""
-    reads: list[int] = []
-    orig = SlideLevel.__getitem__
-
-    def getitem(self, key):
-        reads.append(self.level)
-        return orig(self, key)
-
-    monkeypatch.setattr(SlideLevel, "__getitem__", getitem)
-    return reads
 
 
 @pytest.fixture(scope="module")
