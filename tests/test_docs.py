@@ -124,6 +124,7 @@ def test_benchmark_tables_read_existing_result_files() -> None:
     assert {t["path"] for t in tables} == {
         "benchmarks/her2st/benchmark.csv",
         "benchmarks/her2st/tumor_labels.csv",
+        "benchmarks/her2st/tumor_labels_cv.csv",
         "benchmarks/her2st/tumor_segmentation.csv",
         "benchmarks/survival/summary.csv",
         "benchmarks/downstream/downstream.csv",
