@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["check_int", "check_prob", "patch_sizes", "patch_text", "same_patches"]
+__all__ = ["check_int", "check_prob", "patch_record", "patch_sizes", "patch_text", "same_patches"]
 
 
 def check_int(name: str, value: Any, *, minimum: int = 1, allow_none: bool = False) -> int | None:
@@ -45,6 +45,12 @@ def patch_sizes(value: Any) -> tuple[float, ...] | None:
     if not sizes or not all(math.isfinite(v) and v > 0 for v in sizes):
         return None
     return sizes
+
+
+def patch_record(value: Any) -> float | list[float] | None:
+    """``patch_um`` as a model stores it: one size as a float, the sizes of multi-scale features as a list."""
+    sizes = patch_sizes(value)
+    return None if sizes is None else sizes[0] if len(sizes) == 1 else list(sizes)
 
 
 def same_patches(a: tuple[float, ...], b: tuple[float, ...], *, rtol: float = 0.01) -> bool:

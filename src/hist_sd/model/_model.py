@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hist_sd._core._grid import SQUARE_LAYOUTS
-from hist_sd._core._validate import patch_sizes, patch_text, same_patches
+from hist_sd._core._validate import patch_record, patch_sizes, patch_text, same_patches
 from hist_sd.model._checkpoint import check_finite, check_header, rebuild_net, save_state
 from hist_sd.model._forward import forward_section
 from hist_sd.model._section import slide_normalise
@@ -36,12 +36,6 @@ FORMAT = "hist_sd.model"
 FORMAT_VERSION = 2
 #: Relative difference of patch sizes (µm) tolerated between training and prediction features.
 PATCH_TOLERANCE = 0.01
-
-
-def _patch_record(value: Any) -> float | list[float] | None:
-    """A stored ``patch_um``: one size as a float, the sizes of multi-scale features as a list."""
-    sizes = patch_sizes(value)
-    return None if sizes is None else sizes[0] if len(sizes) == 1 else list(sizes)
 #: Entries every checkpoint has.
 _REQUIRED = (
     "model_class", "hparams", "state_dict", "method", "task", "genes", "features_key", "encoder", "feature_dim",
@@ -292,7 +286,7 @@ class HistModel:
             target_mean=state["target_mean"].numpy(),
             target_std=state["target_std"].numpy(),
             grid=dict(state.get("grid", {})),
-            patch_um=_patch_record(state.get("patch_um")),
+            patch_um=patch_record(state.get("patch_um")),
             mpp=None if state.get("mpp") is None else float(state["mpp"]),
             spacing_um=None if state.get("spacing_um") is None else float(state["spacing_um"]),
             feature_norm=str(state.get("feature_norm", "global")),

@@ -20,7 +20,7 @@ import pandas as pd
 
 from hist_sd._core._files import atomic_path
 from hist_sd._core._runtime import progress as progress_bar
-from hist_sd._core._validate import patch_sizes
+from hist_sd._core._validate import patch_record, patch_sizes
 from hist_sd._docs import doc_params
 
 if TYPE_CHECKING:
@@ -112,8 +112,7 @@ def check_slides_args(
     tile = tile_um or model.spacing_um or (sizes[0] if sizes else None)
     if tile is None:
         raise ValueError("The model records neither the spacing nor the patch size of its training spots: pass `tile_um`.")
-    patches = None if sizes is None else sizes[0] if len(sizes) == 1 else list(sizes)
-    return files, model, float(tile), patches
+    return files, model, float(tile), patch_record(sizes)
 
 
 def _check_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:

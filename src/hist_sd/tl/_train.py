@@ -11,7 +11,7 @@ import numpy as np
 
 from hist_sd import _constants as C
 from hist_sd._core._data import as_sections, resolve
-from hist_sd._core._validate import patch_sizes, patch_text, same_patches
+from hist_sd._core._validate import patch_record, patch_sizes, patch_text, same_patches
 from hist_sd._core._warnings import UnrecordedFeaturesWarning
 from hist_sd._docs import doc_params
 from hist_sd.model import HistModel, get_method, get_task, prepare_section
@@ -188,7 +188,7 @@ def feature_record(tables: Sequence[AnnData], features_key: str) -> dict[str, An
     spacings = [v for v in spacings if _is_number(v)]
     return {
         "encoder": names.pop() if names else "unknown",
-        "patch_um": None if not patches else patches[0][0] if len(patches[0]) == 1 else list(patches[0]),
+        "patch_um": patch_record(patches[0]) if patches else None,
         "mpp": float(np.median(mpps)) if mpps else None,
         "spacing_um": float(np.median(spacings)) if spacings else None,
     }
